@@ -1,0 +1,43 @@
+"""The float64 NumPy reference: what each normalization method computes, forward and backward.
+
+Each method is one module with the same four functions:
+
+``forward(*primals, **hyper) -> dict``
+    ``{"y": output, <statistics>}``; the statistics are listed in the module's ``STATS``.
+``vjp(*primals, cotangent=g, **hyper) -> dict``
+    gradient of ``sum(g * y)`` for each primal in ``PRIMALS`` that is not None.
+``jvp(*primals, tangent={name: t}, **hyper) -> ndarray``
+    directional derivative of ``y``; a missing tangent is zero.
+``second_order(*primals, cotangent=g, tangent={name: t}, **hyper) -> dict``
+    derivative of ``vjp`` along ``tangent`` with ``g`` held fixed (a Hessian-vector product
+    of ``sum(g * y)``).
+
+Only ``y`` is differentiated; statistics and running state are outputs, not differentiated.
+Hyperparameters are keyword-only and have no framework defaults where frameworks disagree.
+Every function accepts any real floating dtype and computes in float64.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+METHODS: tuple[str, ...] = (
+    "batch_norm",
+    "layer_norm",
+    "rms_norm",
+    "instance_norm",
+    "group_norm",
+    "lp_norm",
+    "local_response_norm",
+)
+
+
+def get(name: str) -> ModuleType:
+    """Return the reference module of method ``name``."""
+    if name not in METHODS:
+        raise ValueError(f"argument 'name': got {name!r}, expected one of {list(METHODS)}")
+    return importlib.import_module(f"{__name__}.{name}")
+
+
+__all__ = ["METHODS", "get"]

@@ -1,0 +1,150 @@
+"""Argument validation shared by the reference methods.
+
+Every error names the argument, the value received and what was expected, so a caller
+never has to read the reference source to learn what went wrong.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+
+
+def _is_real_float(dtype: np.dtype[object]) -> bool:
+    if dtype.kind == "f":
+        return True
+    # ml_dtypes registers bfloat16 and friends as non-native kinds; accept the float ones.
+    try:
+        import ml_dtypes
+
+        ml_dtypes.finfo(dtype)
+    except (ImportError, ValueError, TypeError):
+        return False
+    return True
+
+
+def as_float64(name: str, value: object) -> FloatArray:
+    """Convert a real floating array to float64 exactly, rejecting every other dtype."""
+    arr = np.asarray(value)
+    if not _is_real_float(arr.dtype):
+        raise TypeError(
+            f"argument {name!r}: got dtype {arr.dtype}, expected a real floating dtype "
+            "(float16, bfloat16, float32 or float64); integer, bool and complex inputs "
+            "are rejected rather than silently converted"
+        )
+    return np.asarray(arr, dtype=np.float64)
+
+
+def optional_float64(name: str, value: object | None) -> FloatArray | None:
+    return None if value is None else as_float64(name, value)
+
+
+def check_ndim(name: str, arr: FloatArray, minimum: int) -> None:
+    if arr.ndim < minimum:
+        raise ValueError(
+            f"argument {name!r}: got an array of shape {arr.shape} ({arr.ndim}-d), "
+            f"expected at least {minimum} dimensions"
+        )
+
+
+def check_eps(eps: object, name: str = "eps") -> float:
+    if isinstance(eps, bool) or not isinstance(eps, (int, float, np.floating, np.integer)):
+        raise TypeError(f"argument {name!r}: got {eps!r}, expected a real number >= 0")
+    value = float(eps)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"argument {name!r}: got {value!r}, expected a finite number >= 0")
+    return value
+
+
+def check_real(name: str, value: object, *, minimum: float | None = None,
+               exclusive: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise TypeError(f"argument {name!r}: got {value!r}, expected a real number")
+    out = float(value)
+    if not math.isfinite(out):
+        raise ValueError(f"argument {name!r}: got {out!r}, expected a finite number")
+    if minimum is not None and (out <= minimum if exclusive else out < minimum):
+        relation = ">" if exclusive else ">="
+        raise ValueError(f"argument {name!r}: got {out!r}, expected a number {relation} {minimum}")
+    return out
+
+
+def check_int(name: str, value: object, *, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"argument {name!r}: got {value!r}, expected an integer >= {minimum}")
+    out = int(value)
+    if out < minimum:
+        raise ValueError(f"argument {name!r}: got {out}, expected an integer >= {minimum}")
+    return out
+
+
+def check_axis(name: str, axis: object, ndim: int) -> int:
+    """Return ``axis`` normalized to ``0 <= axis < ndim``."""
+    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+        raise TypeError(f"argument {name!r}: got {axis!r}, expected an integer axis")
+    a = int(axis)
+    if not -ndim <= a < ndim:
+        raise ValueError(
+            f"argument {name!r}: got {a}, expected an axis in [{-ndim}, {ndim - 1}] "
+            f"for a {ndim}-d input"
+        )
+    return a % ndim
+
+
+def check_choice(name: str, value: object, choices: Sequence[str]) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"argument {name!r}: got {value!r}, expected one of {list(choices)}")
+    return value
+
+
+def check_shape(name: str, arr: FloatArray | None, expected: tuple[int, ...]) -> None:
+    if arr is not None and arr.shape != expected:
+        raise ValueError(
+            f"argument {name!r}: got shape {arr.shape}, expected shape {expected}"
+        )
+
+
+def check_nonempty_reduction(name: str, shape: tuple[int, ...], axes: tuple[int, ...]) -> None:
+    count = math.prod(shape[a] for a in axes)
+    if count == 0:
+        raise ValueError(
+            f"argument {name!r}: got shape {shape}, expected a non-empty reduction over "
+            f"axes {axes} (it has 0 elements)"
+        )
+
+
+def directions(name: str, given: Mapping[str, object] | None, allowed: Mapping[str, FloatArray | None]
+               ) -> dict[str, FloatArray | None]:
+    """Validate a tangent mapping: known keys, matching shapes, missing keys are zero."""
+    given = {} if given is None else dict(given)
+    unknown = sorted(set(given) - {k for k, v in allowed.items() if v is not None})
+    if unknown:
+        expected = sorted(k for k, v in allowed.items() if v is not None)
+        raise ValueError(
+            f"argument {name!r}: got keys {unknown} that are not differentiable inputs of "
+            f"this call, expected a subset of {expected}"
+        )
+    out: dict[str, FloatArray | None] = {}
+    for key, primal in allowed.items():
+        if primal is None:
+            out[key] = None
+            continue
+        raw = given.get(key)
+        if raw is None:
+            out[key] = np.zeros_like(primal)
+            continue
+        arr = as_float64(f"{name}[{key!r}]", raw)
+        check_shape(f"{name}[{key!r}]", arr, primal.shape)
+        out[key] = arr
+    return out
+
+
+def cotangent_like(cotangent: object, y_shape: tuple[int, ...]) -> FloatArray:
+    g = as_float64("cotangent", cotangent)
+    check_shape("cotangent", g, y_shape)
+    return g

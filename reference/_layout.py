@@ -1,0 +1,88 @@
+"""How a method's reduction sets and parameters map onto the input's axes.
+
+A method reduces over a set of axes and keeps the rest. ``Layout`` permutes the input so that
+each reduction set is one row of a ``(rows, n)`` matrix, and puts rows back afterwards.
+Sums are correctly rounded (``math.fsum``), so the reference does not depend on the summation
+order of the platform's NumPy build and its statistics are as accurate as float64 allows.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._checks import FloatArray
+
+
+def row_sum(a: FloatArray) -> FloatArray:
+    """Correctly rounded sum of each row of a 2-d array.
+
+    Rows holding NaN, an infinity or a sum that overflows fall back to IEEE summation, so
+    NaN and Inf propagate exactly as the spec pages say.
+    """
+    out = np.empty(a.shape[0], dtype=np.float64)
+    for i, row in enumerate(a):
+        try:
+            out[i] = math.fsum(row.tolist())
+        except (ValueError, OverflowError):
+            out[i] = np.sum(row)
+    return out
+
+
+def row_mean(a: FloatArray) -> FloatArray:
+    return row_sum(a) / a.shape[1]
+
+
+def sum_over(a: FloatArray, axes: tuple[int, ...]) -> FloatArray:
+    """Correctly rounded sum of ``a`` over ``axes``; the remaining axes keep their order."""
+    keep = tuple(i for i in range(a.ndim) if i not in axes)
+    moved = np.transpose(a, keep + tuple(axes))
+    rows = math.prod(a.shape[i] for i in keep)
+    n = math.prod(a.shape[i] for i in axes)
+    return row_sum(moved.reshape(rows, n)).reshape(tuple(a.shape[i] for i in keep))
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Map an input of ``shape`` to ``(rows, n)`` and back.
+
+    ``perm`` orders the axes so that a C-order reshape to ``(rows, n)`` puts one reduction set
+    per row; ``stat_shape`` is the shape the per-row statistics are reported in.
+    ``n`` is the size of each reduction set; ``param_axes`` are the input axes a weight or bias spans (in order).
+    """
+
+    shape: tuple[int, ...]
+    perm: tuple[int, ...]
+    stat_shape: tuple[int, ...]
+    n: int
+    param_axes: tuple[int, ...]
+
+    @property
+    def rows(self) -> int:
+        return math.prod(self.stat_shape)
+
+    @property
+    def param_shape(self) -> tuple[int, ...]:
+        return tuple(self.shape[i] for i in self.param_axes)
+
+    def to_rows(self, a: FloatArray) -> FloatArray:
+        return np.transpose(a, self.perm).reshape(self.rows, self.n)
+
+    def from_rows(self, a: FloatArray) -> FloatArray:
+        permuted = tuple(self.shape[i] for i in self.perm)
+        return np.transpose(a.reshape(permuted), np.argsort(self.perm))
+
+    def stats_from_rows(self, a: FloatArray) -> FloatArray:
+        return a.reshape(self.stat_shape)
+
+    def param_view(self, p: FloatArray) -> FloatArray:
+        """Reshape a parameter so that it broadcasts against the input."""
+        view = [self.shape[i] if i in self.param_axes else 1 for i in range(len(self.shape))]
+        return p.reshape(view)
+
+    def param_sum(self, a: FloatArray) -> FloatArray:
+        """Sum an input-shaped array down to the parameter shape."""
+        others = tuple(i for i in range(len(self.shape)) if i not in self.param_axes)
+        return sum_over(a, others)

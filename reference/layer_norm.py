@@ -1,0 +1,91 @@
+"""Layer normalization: standardize over the trailing axes ``axis, ..., ndim-1``.
+
+For every index ``i`` of the leading axes ``x.shape[:axis]``, over the ``n = prod(x.shape[axis:])``
+values ``x[i, ...]``::
+
+    mean[i] = (1/n) sum x[i, ...]
+    var[i]  = (1/n) sum (x[i, ...] - mean[i])^2            (biased)
+    rstd[i] = 1 / sqrt(var[i] + eps)
+    y[i, ...] = (x[i, ...] - mean[i]) * rstd[i] * weight + bias
+
+``weight`` and ``bias`` have shape ``x.shape[axis:]`` (elementwise affine) and are optional.
+
+>>> import numpy as np
+>>> out = forward(np.array([[1.0, 2.0, 3.0]]), axis=-1, eps=0.0)
+>>> out["y"].round(6).tolist(), out["mean"].tolist(), out["var"].round(6).tolist()
+([[-1.224745, 0.0, 1.224745]], [2.0], [0.666667])
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+from ._checks import (
+    FloatArray,
+    as_float64,
+    check_axis,
+    check_eps,
+    check_ndim,
+    check_nonempty_reduction,
+    check_shape,
+    cotangent_like,
+    directions,
+    optional_float64,
+)
+from ._layout import Layout
+from ._standardize import AffineNorm
+
+PRIMALS = ("x", "weight", "bias")
+"""Differentiable inputs, in call order; ``weight`` and ``bias`` may be None."""
+STATS = ("mean", "var", "rstd")
+"""Statistics returned by :func:`forward` beside ``y``, each of shape ``x.shape[:axis]``."""
+
+
+def _setup(x: object, weight: object, bias: object, axis: int, eps: float
+           ) -> tuple[FloatArray, FloatArray | None, FloatArray | None, AffineNorm]:
+    xa = as_float64("x", x)
+    check_ndim("x", xa, 1)
+    a = check_axis("axis", axis, xa.ndim)
+    e = check_eps(eps)
+    reduced = tuple(range(a, xa.ndim))
+    check_nonempty_reduction("x", xa.shape, reduced)
+    w, b = optional_float64("weight", weight), optional_float64("bias", bias)
+    check_shape("weight", w, xa.shape[a:])
+    check_shape("bias", b, xa.shape[a:])
+    layout = Layout(shape=xa.shape, perm=tuple(range(xa.ndim)), stat_shape=xa.shape[:a],
+                    n=math.prod(xa.shape[a:]),
+                    param_axes=reduced)
+    return xa, w, b, AffineNorm(layout=layout, eps=e, center=True)
+
+
+def forward(x: object, weight: object = None, bias: object = None, *, axis: int, eps: float
+            ) -> dict[str, FloatArray]:
+    """Return ``{"y", "mean", "var", "rstd"}``; see the module docstring for the definition."""
+    xa, w, b, norm = _setup(x, weight, bias, axis, eps)
+    y, m = norm.forward(xa, w, b)
+    lay = norm.layout
+    return {"y": y, "mean": lay.stats_from_rows(m.mean), "var": lay.stats_from_rows(m.var),
+            "rstd": lay.stats_from_rows(m.rstd)}
+
+
+def vjp(x: object, weight: object = None, bias: object = None, *, cotangent: object,
+        axis: int, eps: float) -> dict[str, FloatArray]:
+    """Gradients of ``sum(cotangent * y)`` for each primal that is not None."""
+    xa, w, b, norm = _setup(x, weight, bias, axis, eps)
+    return norm.vjp(xa, w, b, cotangent_like(cotangent, xa.shape))
+
+
+def jvp(x: object, weight: object = None, bias: object = None, *,
+        tangent: Mapping[str, object], axis: int, eps: float) -> FloatArray:
+    """Directional derivative of ``y``; missing tangent keys are zero."""
+    xa, w, b, norm = _setup(x, weight, bias, axis, eps)
+    return norm.jvp(xa, w, b, directions("tangent", tangent, {"x": xa, "weight": w, "bias": b}))
+
+
+def second_order(x: object, weight: object = None, bias: object = None, *, cotangent: object,
+                 tangent: Mapping[str, object], axis: int, eps: float) -> dict[str, FloatArray]:
+    """Derivative of :func:`vjp` (``cotangent`` held fixed) along ``tangent``."""
+    xa, w, b, norm = _setup(x, weight, bias, axis, eps)
+    t = directions("tangent", tangent, {"x": xa, "weight": w, "bias": b})
+    return norm.second_order(xa, w, b, cotangent_like(cotangent, xa.shape), t)
