@@ -1,0 +1,10 @@
+"""Adapters: the contract (:mod:`.protocol`), discovery (:mod:`.registry`) and the built-ins.
+
+Frameworks are imported only inside their adapter modules, never by importing this package.
+"""
+
+from __future__ import annotations
+
+from .protocol import CHECKS, DTYPES, Adapter, Array, Kind, Support
+
+__all__ = ["CHECKS", "DTYPES", "Adapter", "Array", "Kind", "Support"]

@@ -1,0 +1,102 @@
+"""The adapter contract: how normspec drives an implementation under test.
+
+An adapter wraps one framework (or one hand-written kernel). The runner hands it golden-vector
+inputs and compares what it returns with the float64 reference. The docstrings of
+:class:`Adapter` are the contract; a third-party adapter satisfies it structurally (no base class
+to inherit) and is found through the entry-point group ``normspec.adapters`` or as
+``module:attribute`` on the command line.
+
+Conventions that hold for every call:
+
+* Arrays cross the boundary as NumPy ``float64``. Every input value is exactly representable in
+  ``dtype`` (the vectors round inputs to the dtype first), so converting to the framework's tensor
+  in ``dtype`` is exact. Results are converted back to ``float64`` *after* the framework computed
+  them in ``dtype``; never compute in a wider type than the framework itself would.
+* ``method`` is a name from :data:`normspec.reference.METHODS`; ``inputs`` maps the reference's
+  argument names (its ``PRIMALS`` plus state inputs such as ``running_mean``) to arrays or None;
+  ``hyper`` holds the reference's canonical keyword hyperparameters. The adapter translates them to
+  the framework's own conventions explicitly (momentum direction, unbiased running variance, LRN
+  alpha/size, eps placement and defaults); a tolerance never absorbs a convention.
+* ``dtype`` is one of ``"float64"``, ``"float32"``, ``"float16"``, ``"bfloat16"``; ``device`` is
+  one of the names :meth:`Adapter.devices` returns (``"cpu"``, ``"cuda"``, ...).
+* Raise on failure. The runner turns an exception, a wrong shape or dtype, an unexpected NaN, a
+  hang past the per-case timeout or a crashed process into an ``error`` result and goes on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+Array = npt.NDArray[np.float64]
+Kind = Literal["native", "composed"]
+DTYPES: tuple[str, ...] = ("float64", "float32", "float16", "bfloat16")
+CHECKS: tuple[str, ...] = ("forward", "vjp", "jvp", "second_order")
+
+
+@dataclass(frozen=True)
+class Support:
+    """Whether an adapter runs a (method, dtype, device), and how.
+
+    ``kind`` is ``"native"`` when the framework's own operator computes the result, and
+    ``"composed"`` when the adapter builds it from the framework's primitives because the framework
+    has no such operator. ``reason`` explains an unsupported combination (shown in reports) or,
+    for a supported one, which framework API is used.
+    """
+
+    supported: bool
+    kind: Kind = "native"
+    reason: str = ""
+
+
+@runtime_checkable
+class Adapter(Protocol):
+    """An implementation under test. Every method below is part of the contract."""
+
+    name: str
+    """Short unique name used on the command line and in test ids (``"torch"``)."""
+
+    def versions(self) -> dict[str, str]:
+        """Versions of everything that affects results, e.g. ``{"torch": "2.13.0"}``."""
+        ...
+
+    def devices(self) -> tuple[str, ...]:
+        """Devices usable now, in preference order; ``"cpu"`` first when present."""
+        ...
+
+    def support(self, method: str, dtype: str, device: str) -> Support:
+        """Whether ``method`` in ``dtype`` on ``device`` is implemented, with the reason if not.
+
+        Must not raise for unknown combinations: return ``Support(False, reason=...)``.
+        """
+        ...
+
+    def forward(self, method: str, inputs: Mapping[str, Array | None], hyper: Mapping[str, Any],
+                *, dtype: str, device: str) -> dict[str, Array]:
+        """Return ``{"y": ...}`` plus any statistics and updated state the framework exposes.
+
+        Keys follow the reference's names (``"mean"``, ``"rstd"``, ``"running_mean"``, ...);
+        statistics the framework does not expose are left out and not checked, but for stateful
+        methods in training with tracked running statistics the updated state is required.
+        """
+        ...
+
+    def vjp(self, method: str, inputs: Mapping[str, Array | None], hyper: Mapping[str, Any],
+            cotangent: Array, *, dtype: str, device: str) -> dict[str, Array]:
+        """Gradient of ``sum(cotangent * y)`` for each differentiable input that is not None."""
+        ...
+
+    def jvp(self, method: str, inputs: Mapping[str, Array | None], hyper: Mapping[str, Any],
+            tangent: Mapping[str, Array], *, dtype: str, device: str) -> Array:
+        """Directional derivative of ``y`` along ``tangent`` (keys: differentiable inputs)."""
+        ...
+
+    def second_order(self, method: str, inputs: Mapping[str, Array | None],
+                     hyper: Mapping[str, Any], cotangent: Array, tangent: Mapping[str, Array],
+                     *, dtype: str, device: str) -> dict[str, Array]:
+        """Derivative of :meth:`vjp` (``cotangent`` fixed) along ``tangent``; keys as in vjp."""
+        ...

@@ -1,0 +1,372 @@
+"""Run an adapter in a separate process, so that its failures become results, not crashes.
+
+Each adapter gets one persistent worker process (``multiprocessing`` *spawn* context: torch, JAX
+and ``fork`` do not mix). The worker imports the adapter once and then serves cases: the runner
+sends one case's inputs with the list of calls to make (forward, vjp, jvp, second order), and the
+worker streams back one outcome per call. So a case costs one round trip, and when a call hangs
+past the timeout or kills the process, the calls already answered keep their outcomes; the
+worker is killed, a fresh one is started, and the remaining calls go on there.
+
+Adapter results are sanitized in the worker: arrays travel back as NumPy arrays, anything else
+as a :class:`Foreign` description, so the parent never unpickles framework objects (and never
+imports the framework).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import faulthandler
+import importlib
+import multiprocessing
+import os
+import signal
+import tempfile
+import time
+import traceback
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any
+
+import numpy as np
+
+CALL_OPS = ("forward", "vjp", "jvp", "second_order")
+
+
+@dataclass(frozen=True)
+class Foreign:
+    """A returned value that is not a NumPy array, described by its type and repr."""
+
+    type_name: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Call:
+    """One adapter call of a case: ``op`` is a :data:`CALL_OPS` name; ``args`` its extras."""
+
+    op: str
+    args: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one call gave: a sanitized value, or an error message (raised, hung, crashed)."""
+
+    op: str
+    value: Any = None
+    error: str = ""
+    duration_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """Whether the adapter returned (the value still has to be validated)."""
+        return not self.error
+
+
+@dataclass(frozen=True)
+class SupportInfo:
+    """An adapter's answer to ``support(method, dtype, device)``; ``state`` is supported,
+    unsupported, or error (``support`` raised, which is an adapter bug)."""
+
+    state: str
+    kind: str = "native"
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """What the worker reports once its adapter is loaded."""
+
+    name: str
+    versions: dict[str, str]
+    devices: tuple[str, ...]
+    support: dict[tuple[str, str], SupportInfo]
+
+
+class WorkerStartError(RuntimeError):
+    """The adapter could not be loaded in the worker (the message holds its traceback)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# The worker process.
+
+
+def _sanitize(value: object, depth: int = 0) -> object:
+    if isinstance(value, np.ndarray):
+        if value.dtype.hasobject:
+            return Foreign(f"numpy.ndarray[{value.dtype}]", "object array")
+        return value
+    if isinstance(value, Mapping) and depth == 0:
+        return {str(k): _sanitize(v, depth + 1) for k, v in value.items()}
+    text = repr(value)
+    return Foreign(f"{type(value).__module__}.{type(value).__qualname__}",
+                   text if len(text) <= 200 else text[:200] + "...")
+
+
+def _describe(adapter: Any, device: str, methods: Sequence[str], dtypes: Sequence[str]
+              ) -> WorkerInfo:
+    support: dict[tuple[str, str], SupportInfo] = {}
+    for method in methods:
+        for dtype in dtypes:
+            try:
+                s = adapter.support(method, dtype, device)
+                state = "supported" if s.supported else "unsupported"
+                support[method, dtype] = SupportInfo(state, str(s.kind), str(s.reason))
+            except Exception as exc:  # an adapter bug: reported as errors, not as skips
+                support[method, dtype] = SupportInfo(
+                    "error", reason=f"support() raised {type(exc).__name__}: {exc}")
+    versions = {str(k): str(v) for k, v in dict(adapter.versions()).items()}
+    return WorkerInfo(name=str(adapter.name), versions=versions,
+                      devices=tuple(str(d) for d in adapter.devices()), support=support)
+
+
+def _invoke(adapter: Any, call: Call, method: str, dtype: str, device: str,
+            inputs: Mapping[str, Any], hyper: Mapping[str, Any]) -> object:
+    # Fresh copies: an adapter that updates running statistics in place must not change the
+    # inputs of the next call.
+    fresh = {k: None if v is None else np.array(v, copy=True) for k, v in inputs.items()}
+    kw = dict(hyper)
+    fn = getattr(adapter, call.op)
+    if call.op == "forward":
+        return fn(method, fresh, kw, dtype=dtype, device=device)
+    if call.op == "vjp":
+        return fn(method, fresh, kw, np.array(call.args["cotangent"]), dtype=dtype, device=device)
+    tangent = {k: np.array(v) for k, v in call.args["tangent"].items()}
+    if call.op == "jvp":
+        return fn(method, fresh, kw, tangent, dtype=dtype, device=device)
+    return fn(method, fresh, kw, np.array(call.args["cotangent"]), tangent, dtype=dtype,
+              device=device)
+
+
+def _serve(conn: Connection, adapter: Any, device: str) -> None:
+    while True:
+        try:
+            msg = conn.recv()
+        except EOFError:
+            return
+        if msg is None:
+            return
+        method, dtype, inputs, hyper, calls = msg
+        for call in calls:
+            start = time.perf_counter()
+            try:
+                value = _sanitize(_invoke(adapter, call, method, dtype, device, inputs, hyper))
+                reply: tuple[Any, ...] = ("ok", call.op, value)
+            except Exception:
+                reply = ("raised", call.op, traceback.format_exc(limit=-8))
+            reply = (*reply, time.perf_counter() - start)
+            try:
+                conn.send(reply)
+            except Exception as exc:  # e.g. an array subclass that does not pickle
+                conn.send(("raised", call.op, f"result could not be sent back: {exc!r}",
+                           reply[-1]))
+        conn.send(("done",))
+
+
+def worker_main(conn: Connection, spec: str, device: str, methods: Sequence[str],
+                dtypes: Sequence[str], crash_log: str) -> None:
+    """Entry point of the worker process (public so that *spawn* can import it)."""
+    # Ctrl-C goes to the whole process group; the parent decides, writes its reports and then
+    # stops the workers.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    log = open(crash_log, "w")  # noqa: SIM115 - must stay open for faulthandler until exit
+    faulthandler.enable(log)
+    registry = importlib.import_module("normspec.adapters.registry")
+
+    try:
+        adapter = registry.load(spec)
+        info = _describe(adapter, device, methods, dtypes)
+    except BaseException:
+        conn.send(("load_error", traceback.format_exc(limit=-10)))
+        return
+    conn.send(("ready", info))
+    _serve(conn, adapter, device)
+
+
+# ---------------------------------------------------------------------------------------------
+# The parent side.
+
+
+def _exit_text(code: int | None) -> str:
+    if code is None:
+        return "stopped responding"
+    if code < 0:
+        try:
+            return f"was killed by signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with status {code}"
+
+
+class Worker:
+    """A persistent worker process for one adapter on one device.
+
+    ``timeout`` bounds each adapter call (seconds); ``startup_timeout`` bounds loading the
+    adapter (importing a framework can take a while). After ``max_restarts`` consecutive
+    crashes or timeouts without one successful call in between, the worker gives up and every
+    further call is an error without running.
+    """
+
+    def __init__(self, spec: str, device: str, methods: Sequence[str], dtypes: Sequence[str],
+                 *, timeout: float = 60.0, startup_timeout: float = 300.0,
+                 max_restarts: int = 5) -> None:
+        self.spec = spec
+        self.device = device
+        self.methods = tuple(methods)
+        self.dtypes = tuple(dtypes)
+        self.timeout = timeout
+        self.startup_timeout = startup_timeout
+        self.max_restarts = max_restarts
+        self.info: WorkerInfo | None = None
+        self._proc: Any = None
+        self._conn: Connection | None = None
+        self._log_dir = tempfile.TemporaryDirectory(prefix="normspec-worker-")
+        self._crash_log = os.path.join(self._log_dir.name, "faulthandler.log")
+        self._failures = 0
+        self._gave_up = ""
+
+    # Lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> WorkerInfo:
+        """Start the process and load the adapter; raise :class:`WorkerStartError` on failure."""
+        ctx = multiprocessing.get_context("spawn")
+        parent, child = ctx.Pipe(duplex=True)
+        proc = ctx.Process(target=worker_main, name=f"normspec-worker[{self.spec}]",
+                           args=(child, self.spec, self.device, self.methods, self.dtypes,
+                                 self._crash_log), daemon=True)
+        proc.start()
+        # Without closing our copy of the child's end, a dead worker would never read as EOF.
+        child.close()
+        self._proc, self._conn = proc, parent
+        try:
+            msg = parent.recv() if parent.poll(self.startup_timeout) else None
+        except (EOFError, OSError):
+            proc.join(5)
+            text = (f"the worker for adapter {self.spec!r} {_exit_text(proc.exitcode)} while "
+                    f"loading it{self._crash_text()}")
+            self._kill()
+            raise WorkerStartError(text) from None
+        if msg is None or msg[0] != "ready":
+            self._kill()
+            raise WorkerStartError(
+                f"adapter {self.spec!r} did not load within {self.startup_timeout:g} s"
+                if msg is None else f"adapter {self.spec!r} failed to load:\n{msg[1]}")
+        info: WorkerInfo = msg[1]
+        self.info = info
+        return info
+
+    def close(self) -> None:
+        """Stop the worker process (politely, then by force) and remove its scratch files."""
+        if self._conn is not None and self._proc is not None and self._proc.is_alive():
+            with contextlib.suppress(OSError):
+                self._conn.send(None)
+            self._proc.join(2)
+        self._kill()
+        self._log_dir.cleanup()
+
+    def __enter__(self) -> Worker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _kill(self) -> None:
+        if self._proc is not None:
+            if self._proc.is_alive():
+                self._proc.kill()
+            self._proc.join(5)
+        if self._conn is not None:
+            self._conn.close()
+        self._proc, self._conn = None, None
+
+    def _crash_text(self) -> str:
+        try:
+            with open(self._crash_log) as f:
+                text = f.read().strip()
+        except OSError:
+            return ""
+        return f"\nfaulthandler:\n{text[-2000:]}" if text else ""
+
+    # Calls -----------------------------------------------------------------------------------
+
+    def run_case(self, method: str, dtype: str, inputs: Mapping[str, Any],
+                 hyper: Mapping[str, Any], calls: Sequence[Call]) -> list[Outcome]:
+        """Make ``calls`` on one case; one :class:`Outcome` per call, in order. Never raises for
+        an adapter's failure (exception, hang, crash): those come back as outcomes."""
+        outcomes: list[Outcome] = []
+        pending = list(calls)
+        while pending:
+            if self._gave_up:
+                outcomes += [Outcome(c.op, error=self._gave_up) for c in pending]
+                break
+            if self._conn is None:
+                try:
+                    self.start()
+                except WorkerStartError as exc:
+                    self._gave_up = f"not run: the adapter worker could not restart: {exc}"
+                    continue
+            got = self._round_trip(method, dtype, inputs, hyper, pending)
+            outcomes += got
+            pending = pending[len(got):]
+        return outcomes
+
+    def _round_trip(self, method: str, dtype: str, inputs: Mapping[str, Any],
+                    hyper: Mapping[str, Any], calls: Sequence[Call]) -> list[Outcome]:
+        """Send ``calls``; return the outcomes up to and including the first hang or crash."""
+        conn = self._conn
+        assert conn is not None
+        out: list[Outcome] = []
+        try:
+            conn.send((method, dtype, dict(inputs), dict(hyper), list(calls)))
+        except OSError:
+            return [self._lost(calls[0].op, 0.0)]
+        for call in calls:
+            start = time.perf_counter()
+            try:
+                ready = conn.poll(self.timeout)
+                msg = conn.recv() if ready else None
+            except (EOFError, OSError):
+                return [*out, self._lost(call.op, time.perf_counter() - start)]
+            if msg is None:
+                self._kill()
+                self._count_failure()
+                return [*out, Outcome(call.op, duration_s=time.perf_counter() - start, error=(
+                    f"timed out: {call.op} did not return within {self.timeout:g} s "
+                    f"(the worker was killed and restarted)"))]
+            kind, op, payload, seconds = msg
+            self._failures = 0
+            if kind == "ok":
+                out.append(Outcome(op, value=payload, duration_s=seconds))
+            else:
+                out.append(Outcome(op, error=f"the adapter raised:\n{payload}".rstrip(),
+                                   duration_s=seconds))
+        try:
+            if not conn.poll(self.timeout) or conn.recv() != ("done",):
+                raise EOFError
+        except (EOFError, OSError):
+            # Every call answered; a worker that then misbehaves is replaced before the next case.
+            self._kill()
+        return out
+
+    def _lost(self, op: str, seconds: float) -> Outcome:
+        proc = self._proc
+        if proc is not None:
+            proc.join(5)
+        what = _exit_text(proc.exitcode if proc is not None else None)
+        crash = self._crash_text()
+        self._kill()
+        self._count_failure()
+        return Outcome(op, duration_s=seconds, error=(
+            f"crashed: the worker process {what} during {op} (the worker was restarted)"
+            + crash))
+
+    def _count_failure(self) -> None:
+        self._failures += 1
+        if self._failures > self.max_restarts:
+            self._gave_up = (f"not run: the adapter worker crashed or timed out "
+                             f"{self._failures} times in a row; giving up on {self.spec!r}")
+
+
+__all__ = ["CALL_OPS", "Call", "Foreign", "Outcome", "SupportInfo", "Worker", "WorkerInfo",
+           "WorkerStartError", "worker_main"]

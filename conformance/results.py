@@ -1,0 +1,167 @@
+"""Result records of a conformance run, and their JSON form (``spec/report.schema.json``).
+
+One :class:`Result` per test id ``<method>[<case>]-<dtype>-<check>`` and adapter. A
+:class:`Report` adds the run's metadata. The JSON layout is versioned by
+:data:`REPORT_FORMAT`; a change that renames or removes a field bumps its major number.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Status = Literal["pass", "fail", "error", "skip", "xfail", "xpass"]
+STATUSES: tuple[Status, ...] = ("pass", "fail", "error", "skip", "xfail", "xpass")
+FAILING: frozenset[str] = frozenset({"fail", "error", "xpass"})
+"""Statuses that make a run (and its exit status) fail."""
+
+CHECK_ORDER: tuple[str, ...] = ("forward", "state", "vjp", "jvp", "second_order")
+"""Every check, in the order a case runs them. ``state`` is the updated running statistics
+returned by the forward call of a stateful method."""
+
+REPORT_FORMAT = "normspec-report/1.0"
+
+
+def make_id(method: str, case: str, dtype: str, check: str) -> str:
+    """The stable id ``<method>[<case>]-<dtype>-<check>`` used by ledgers, JUnit and pytest."""
+    return f"{method}[{case}]-{dtype}-{check}"
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    # JSON has no NaN or Infinity; an unmeasurable error is reported as null.
+    if value is None or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+@dataclass(frozen=True)
+class QuantityResult:
+    """The comparison of one compared array (``y``, ``mean``, the gradient ``x``, ...)."""
+
+    name: str
+    passed: bool
+    error: float | None
+    budget: float | None
+    headroom: float | None
+    mismatched: int
+    total: int
+    max_abs: float | None
+    max_rel: float | None
+    tol_class: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object of this quantity."""
+        return {"name": self.name, "passed": self.passed, "tol_class": self.tol_class,
+                "error": _finite_or_none(self.error), "budget": _finite_or_none(self.budget),
+                "headroom": _finite_or_none(self.headroom), "mismatched": self.mismatched,
+                "total": self.total, "max_abs": _finite_or_none(self.max_abs),
+                "max_rel": _finite_or_none(self.max_rel)}
+
+
+@dataclass(frozen=True)
+class Result:
+    """The outcome of one check of one case for one adapter, dtype and device."""
+
+    adapter: str
+    device: str
+    method: str
+    case: str
+    dtype: str
+    check: str
+    status: Status
+    kind: str = "native"
+    error: float | None = None
+    budget: float | None = None
+    headroom: float | None = None
+    message: str = ""
+    repro: str = ""
+    duration_s: float = 0.0
+    quantities: tuple[QuantityResult, ...] = ()
+    ledger: str = ""
+    """The ledger entry's reason for xfail and xpass results, else empty."""
+
+    @property
+    def id(self) -> str:
+        """The stable test id of this result."""
+        return make_id(self.method, self.case, self.dtype, self.check)
+
+    def to_dict(self, versions: Mapping[str, str]) -> dict[str, Any]:
+        """The JSON object of this result; ``versions`` are its adapter's framework versions."""
+        return {"id": self.id, "adapter": self.adapter, "versions": dict(versions),
+                "device": self.device, "method": self.method, "case": self.case,
+                "dtype": self.dtype, "check": self.check, "status": self.status,
+                "kind": self.kind, "error": _finite_or_none(self.error),
+                "budget": _finite_or_none(self.budget),
+                "headroom": _finite_or_none(self.headroom), "message": self.message,
+                "repro": self.repro, "ledger": self.ledger,
+                "duration_s": round(self.duration_s, 6),
+                "quantities": [q.to_dict() for q in self.quantities]}
+
+
+@dataclass(frozen=True)
+class AdapterRecord:
+    """What a run knew about one adapter: its names, versions and devices."""
+
+    name: str
+    spec: str
+    versions: Mapping[str, str] = field(default_factory=dict)
+    devices: tuple[str, ...] = ()
+    ledger: str = ""
+    load_error: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object of this adapter."""
+        return {"name": self.name, "spec": self.spec, "versions": dict(self.versions),
+                "devices": list(self.devices), "ledger": self.ledger,
+                "load_error": self.load_error}
+
+
+def counts(results: Iterable[Result]) -> dict[str, int]:
+    """Number of results per status, every status present (zero when absent)."""
+    c = Counter(r.status for r in results)
+    return {s: c.get(s, 0) for s in STATUSES}
+
+
+def worst_headroom(results: Iterable[Result]) -> float | None:
+    """Largest finite headroom among ``results`` (error / budget; above 1 fails), or None."""
+    values = [r.headroom for r in results
+              if r.headroom is not None and math.isfinite(r.headroom) and r.status != "skip"]
+    return max(values) if values else None
+
+
+@dataclass
+class Report:
+    """A whole run: metadata, adapters and results. Mutable while the run goes on."""
+
+    meta: dict[str, Any]
+    adapters: list[AdapterRecord] = field(default_factory=list)
+    results: list[Result] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        """Whether anything failed, errored or passed unexpectedly (or the run was cut short)."""
+        return bool(self.meta.get("interrupted")) or any(
+            r.status in FAILING for r in self.results) or any(
+            a.load_error for a in self.adapters)
+
+    def versions_of(self, adapter: str) -> Mapping[str, str]:
+        """Framework versions recorded for the adapter named ``adapter``."""
+        for a in self.adapters:
+            if a.name == adapter:
+                return a.versions
+        return {}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON document described by ``spec/report.schema.json``."""
+        return {"format": REPORT_FORMAT, "meta": dict(self.meta),
+                "adapters": [a.to_dict() for a in self.adapters],
+                "summary": {**counts(self.results), "total": len(self.results),
+                            "ok": not self.failed},
+                "results": [r.to_dict(self.versions_of(r.adapter)) for r in self.results]}
+
+
+__all__ = ["CHECK_ORDER", "FAILING", "REPORT_FORMAT", "STATUSES", "AdapterRecord",
+           "QuantityResult", "Report", "Result", "Status", "counts", "make_id", "worst_headroom"]

@@ -1,0 +1,262 @@
+"""The tolerance model: how far an implementation in a finite dtype may be from the reference.
+
+A quantity passes when every element satisfies (see ``tolerances.toml`` for the table and the
+docs page "Tolerance model" for the derivation)::
+
+    |got - expected|  <=  u_d * R * (c_out + c_acc * (u_acc / u_d) * kappa * sqrt(m))
+
+The *measured error* is ``max |got - expected| / (u_d * R)`` in units of the dtype's unit
+roundoff; the *budget* is the bracket; *headroom* is error / budget (below 1 passes).
+NaN and infinities must appear exactly where the reference has them.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+Array = npt.NDArray[np.float64]
+
+UNIT_ROUNDOFF: dict[str, float] = {
+    "float64": 2.0**-53,
+    "float32": 2.0**-24,
+    "float16": 2.0**-11,
+    "bfloat16": 2.0**-8,
+}
+"""Half the distance from 1 to the next representable number, per dtype."""
+
+ACCUMULATION: dict[str, str] = {
+    "float64": "float64",
+    "float32": "float32",
+    "float16": "float32",
+    "bfloat16": "float32",
+}
+"""The narrowest accumulation type the spec accepts for reductions in each dtype."""
+
+CENTERED = frozenset({"batch_norm", "layer_norm", "instance_norm", "group_norm"})
+"""Methods that subtract a mean: their error is amplified by kappa = 1 + |mean| * rstd."""
+
+MAX_FIRST_INDICES = 5
+
+
+class CaseLike(Protocol):
+    """What the tolerance model reads from a golden-vector case."""
+
+    @property
+    def method(self) -> str: ...
+
+    @property
+    def hyper(self) -> Mapping[str, Any]: ...
+
+    @property
+    def inputs(self) -> Mapping[str, Array | None]: ...
+
+    @property
+    def expected(self) -> Mapping[str, Mapping[str, Array]]: ...
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A table entry: the two constants of the bound and the reason they are what they are."""
+
+    c_out: float
+    c_acc: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The outcome of comparing one quantity, with everything a report needs."""
+
+    passed: bool
+    error: float
+    budget: float
+    headroom: float
+    mismatched: int
+    total: int
+    first_mismatches: tuple[tuple[int, ...], ...]
+    max_abs: float
+    max_rel: float
+    message: str
+
+
+@cache
+def _table() -> tuple[dict[str, Any], ...]:
+    text = resources.files("normspec.conformance").joinpath("tolerances.toml").read_text()
+    entries = tomllib.loads(text)["budget"]
+    for entry in entries:
+        if not str(entry.get("reason", "")).strip():
+            raise ValueError(f"tolerances.toml: entry {entry} has no reason")
+    return tuple(entries)
+
+
+def budget_entry(method: str, dtype: str, tol_class: str) -> Budget:
+    """The most specific table entry for (method, dtype, class)."""
+    best: tuple[int, dict[str, Any]] | None = None
+    for entry in _table():
+        if entry["class"] != tol_class:
+            continue
+        methods, dtypes = entry["methods"], entry["dtypes"]
+        if method not in methods and "*" not in methods:
+            continue
+        if dtype not in dtypes and "*" not in dtypes:
+            continue
+        rank = (method in methods) * 2 + (dtype in dtypes)
+        if best is None or rank > best[0]:
+            best = (rank, entry)
+    if best is None:
+        raise ValueError(
+            f"tolerance class {tol_class!r}: no budget for method {method!r} and dtype {dtype!r} "
+            "in tolerances.toml"
+        )
+    entry = best[1]
+    return Budget(c_out=float(entry["c_out"]), c_acc=float(entry["c_acc"]), reason=entry["reason"])
+
+
+def _finite_max(a: Array) -> float:
+    finite = a[np.isfinite(a)]
+    return float(np.max(np.abs(finite))) if finite.size else 0.0
+
+
+def kappa(case: CaseLike) -> float:
+    """Conditioning of the reduction: how much a relative error in the mean is amplified."""
+    if case.method not in CENTERED:
+        return 1.0
+    fwd = case.expected.get("forward", {})
+    if "mean" in fwd and "rstd" in fwd:
+        prod = np.abs(fwd["mean"]) * fwd["rstd"]
+        return 1.0 + _finite_max(prod)
+    # batch_norm in evaluation: the running statistics play the role of the batch ones
+    rm, rv = case.inputs.get("running_mean"), case.inputs.get("running_var")
+    if rm is not None and rv is not None:
+        rstd = 1.0 / np.sqrt(rv + float(case.hyper["eps"]))
+        return 1.0 + _finite_max(np.abs(rm)) * _finite_max(rstd)
+    return 1.0
+
+
+def reduction_size(case: CaseLike) -> int:
+    """The number of values that form one statistic (n in the spec's equations)."""
+    if "size" in case.hyper:
+        return int(case.hyper["size"])
+    x = case.inputs["x"]
+    assert x is not None
+    fwd = case.expected.get("forward", {})
+    for key, stat in fwd.items():
+        if key != "y" and 0 < stat.size < x.size:
+            return max(x.size // stat.size, 1)
+    return max(x.size // max(_rows_guess(case), 1), 1)
+
+
+def _rows_guess(case: CaseLike) -> int:
+    x = case.inputs["x"]
+    assert x is not None
+    weight = case.inputs.get("weight")
+    return x.size // weight.size if weight is not None and weight.size else 1
+
+
+def terms(case: CaseLike, quantity: str, tol_class: str) -> int:
+    """m: how many terms are accumulated into one element of ``quantity``."""
+    if tol_class == "param_grad":
+        x, p = case.inputs["x"], case.inputs.get(quantity)
+        assert x is not None
+        return max(x.size // p.size, 1) if p is not None and p.size else 1
+    return reduction_size(case)
+
+
+def scale(case: CaseLike, check: str, quantity: str, expected: Array) -> float:
+    """R: the normwise magnitude errors are measured against."""
+    r = _finite_max(expected)
+    fwd = case.expected.get("forward", {})
+    if check == "forward" and quantity == "mean" and "var" in fwd:
+        # a mean near zero is still computed from values of size |mean| + std
+        r += math.sqrt(_finite_max(fwd["var"]))
+    if r == 0.0:
+        # an exactly-zero expected tensor (e.g. the second order of a bias): measure against the
+        # largest quantity of the same check, so rounding noise is tolerated but a wrong value
+        # is not
+        siblings = [_finite_max(v) for v in case.expected.get(check, {}).values()]
+        r = max(siblings, default=0.0)
+    return r if r > 0.0 else float(np.finfo(np.float64).tiny)
+
+
+def _first_indices(mask: npt.NDArray[np.bool_]) -> tuple[tuple[int, ...], ...]:
+    idx = np.argwhere(mask)[:MAX_FIRST_INDICES]
+    return tuple(tuple(int(i) for i in row) for row in idx)
+
+
+def compare_arrays(got: Array, expected: Array, *, unit: float, r: float, budget: float
+                   ) -> Comparison:
+    """Compare elementwise: ``|got - expected| <= unit * r * budget``; NaN/Inf must match."""
+    if got.shape != expected.shape:
+        raise ValueError(f"shape mismatch: got {got.shape}, expected {expected.shape}")
+    total = int(expected.size)
+    special = ~np.isfinite(expected)
+    special_bad = special & ~((np.isnan(expected) & np.isnan(got)) | (got == expected))
+    finite = ~special
+    with np.errstate(invalid="ignore", over="ignore"):
+        diff = np.where(finite, np.abs(got - expected), 0.0)
+    nonfinite_got = finite & ~np.isfinite(got)
+    diff = np.where(nonfinite_got, np.inf, diff)
+    limit = unit * r * budget
+    bad = special_bad | (diff > limit)
+    err = float(np.max(diff)) / (unit * r) if diff.size else 0.0
+    if special_bad.any():
+        err = math.inf
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.where(finite & (expected != 0), diff / np.abs(expected), 0.0)
+    max_abs = float(np.max(diff)) if diff.size else 0.0
+    max_rel = float(np.max(rel)) if rel.size else 0.0
+    mismatched = int(np.count_nonzero(bad))
+    passed = mismatched == 0
+    headroom = err / budget if budget > 0 else math.inf
+    message = "" if passed else _message(mismatched, total, bad, max_abs, max_rel, err, budget,
+                                         unit, r, special_bad)
+    return Comparison(passed=passed, error=err, budget=budget, headroom=headroom,
+                      mismatched=mismatched, total=total, first_mismatches=_first_indices(bad),
+                      max_abs=max_abs, max_rel=max_rel, message=message)
+
+
+def _message(mismatched: int, total: int, bad: npt.NDArray[np.bool_], max_abs: float,
+             max_rel: float, err: float, budget: float, unit: float, r: float,
+             special_bad: npt.NDArray[np.bool_]) -> str:
+    share = 100.0 * mismatched / max(total, 1)
+    lines = [
+        f"Mismatched elements: {mismatched} / {total} ({share:.3g}%)",
+        f"First mismatched indices: {list(_first_indices(bad))}",
+        f"Max absolute difference: {max_abs:.6g}",
+        f"Max relative difference: {max_rel:.6g}",
+        f"Measured error: {err:.4g} u (unit roundoff {unit:.3g}, scale R = {r:.6g})",
+        f"Budget: {budget:.4g} u (allowed absolute difference {unit * r * budget:.6g})",
+    ]
+    if special_bad.any():
+        lines.append("NaN/Inf pattern differs from the reference at "
+                     f"{list(_first_indices(special_bad))}")
+    return "\n".join(lines)
+
+
+def compare_quantity(method: str, dtype: str, quantity: str, tol_class: str, got: Array,
+                     expected: Array, case: CaseLike, *, check: str = "forward") -> Comparison:
+    """Compare one quantity of one check of a case against its budget."""
+    if dtype not in UNIT_ROUNDOFF:
+        raise ValueError(f"argument 'dtype': got {dtype!r}, expected one of {list(UNIT_ROUNDOFF)}")
+    entry = budget_entry(method, dtype, tol_class)
+    u = UNIT_ROUNDOFF[dtype]
+    u_acc = UNIT_ROUNDOFF[ACCUMULATION[dtype]]
+    growth = kappa(case) * math.sqrt(terms(case, quantity, tol_class))
+    budget = entry.c_out + entry.c_acc * (u_acc / u) * growth
+    r = scale(case, check, quantity, expected)
+    return compare_arrays(np.asarray(got, dtype=np.float64), np.asarray(expected, np.float64),
+                          unit=u, r=r, budget=budget)

@@ -1,0 +1,174 @@
+"""Input distributions of the case catalogs, drawn in float64 from a case's own generator.
+
+A draw does not depend on the dtype under test, except for ``tiny`` and ``huge``: they draw one
+unit-scale array and multiply it by a magnitude chosen per dtype (:data:`TINY`, :data:`HUGE`),
+so every dtype gets the same shape of data at the edge of its own range.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+
+TINY: Mapping[str, float] = {
+    "float64": 1e-100, "float32": 1e-30, "bfloat16": 1e-30, "float16": 1e-3,
+}
+"""Magnitude of ``tiny`` per dtype. Values are normal numbers of the dtype (``|z|`` is kept
+>= 1/8, so float16 values stay >= 1.25e-4 > 6.1e-5, its smallest normal), while their
+squares underflow the dtype (float16 x^2 ~ 1e-6 is subnormal; float32 1e-60 is 0)."""
+
+HUGE: Mapping[str, float] = {
+    "float64": 1e100, "float32": 1e30, "bfloat16": 1e30, "float16": 300.0,
+}
+"""Magnitude of ``huge`` per dtype: representable values whose squares overflow the dtype
+(float16 overflows above |x| = 256, float32 and bfloat16 above 1.8e19); float64 stays at 1e100
+so that the float64 reference's own squares (1e200) do not overflow."""
+
+TINY_FLOOR = 0.125
+"""``tiny`` draws ``z`` with ``|z|`` raised to at least this, so no value is subnormal."""
+
+OFFSET_MIN_RATIO = 1e3
+
+_REQUIRED = object()
+PARAMS: Mapping[str, Mapping[str, object]] = {
+    "normal": {"loc": 0.0, "scale": 1.0},
+    "uniform": {"low": 0.0, "high": 1.0},
+    "offset": {"ratio": _REQUIRED},
+    "tiny": {},
+    "huge": {},
+    "constant": {"value": None},
+    "nan": {"count": 1},
+    "inf": {"count": 1, "sign": 1},
+}
+"""Each distribution and its parameters with their defaults (None: drawn, see :func:`draw`)."""
+
+KINDS: tuple[str, ...] = tuple(PARAMS)
+NONFINITE_KINDS = frozenset({"nan", "inf"})
+
+
+@dataclass(frozen=True)
+class Dist:
+    """A distribution and its parameters, as written in a catalog (defaults not filled in)."""
+
+    kind: str
+    params: tuple[tuple[str, float | int], ...] = ()
+
+    def get(self, name: str) -> Any:
+        given = dict(self.params)
+        return given[name] if name in given else PARAMS[self.kind][name]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"dist": self.kind, **dict(self.params)}
+
+
+def _number(where: str, name: str, value: object, *, integer: bool = False) -> float | int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+            integer and not isinstance(value, int)):
+        kind = "an integer" if integer else "a number"
+        raise ValueError(f"{where}: parameter {name!r}: got {value!r}, expected {kind}")
+    if not math.isfinite(value):
+        raise ValueError(f"{where}: parameter {name!r}: got {value!r}, expected a finite number")
+    return value
+
+
+def parse_dist(where: str, raw: object) -> Dist:
+    """Read ``"kind"`` or ``{dist = "kind", param = value, ...}``; ``where`` prefixes errors."""
+    if isinstance(raw, str):
+        raw = {"dist": raw}
+    if not isinstance(raw, dict):
+        raise ValueError(f"{where}: got {raw!r}, expected a distribution name or a table "
+                         "with a 'dist' key")
+    kind = raw.get("dist")
+    if kind not in PARAMS:
+        raise ValueError(f"{where}: unknown distribution {kind!r}, expected one of {list(KINDS)}")
+    allowed = PARAMS[kind]
+    params: dict[str, float | int] = {}
+    for name, value in raw.items():
+        if name == "dist":
+            continue
+        if name not in allowed:
+            raise ValueError(f"{where}: distribution {kind!r} has no parameter {name!r}, "
+                             f"expected some of {sorted(allowed)}")
+        params[name] = _number(where, name, value, integer=name == "count")
+    missing = [n for n, d in allowed.items() if d is _REQUIRED and n not in params]
+    if missing:
+        raise ValueError(f"{where}: distribution {kind!r} needs parameter(s) {missing}")
+    dist = Dist(kind, tuple(sorted(params.items())))
+    _check_ranges(where, dist)
+    return dist
+
+
+def _check_ranges(where: str, dist: Dist) -> None:
+    problems = {
+        "normal": dist.kind == "normal" and not dist.get("scale") > 0,
+        "uniform": dist.kind == "uniform" and not dist.get("high") > dist.get("low"),
+        "offset": dist.kind == "offset" and not abs(dist.get("ratio")) >= OFFSET_MIN_RATIO,
+        "count": dist.kind in NONFINITE_KINDS and not dist.get("count") >= 1,
+        "sign": dist.kind == "inf" and dist.get("sign") not in (1, -1),
+    }
+    expected = {
+        "normal": "scale > 0", "uniform": "high > low",
+        "offset": f"|ratio| >= {OFFSET_MIN_RATIO:g} (|mean|/std of the offset distribution)",
+        "count": "count >= 1", "sign": "sign 1 or -1",
+    }
+    for key, bad in problems.items():
+        if bad:
+            raise ValueError(f"{where}: got {dist.to_json()}, expected {expected[key]}")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One drawn array: ``base`` in float64, times a per-dtype magnitude for tiny and huge."""
+
+    base: FloatArray
+    scale: float
+    """The size of the values' spread; tangents of this input are drawn at this scale."""
+    per_dtype: Mapping[str, float] | None = None
+
+    def values(self, dtype: str) -> FloatArray:
+        return self.base if self.per_dtype is None else self.base * self.per_dtype[dtype]
+
+    def scale_for(self, dtype: str) -> float:
+        return self.scale if self.per_dtype is None else self.scale * self.per_dtype[dtype]
+
+
+def draw(dist: Dist, rng: np.random.Generator, shape: tuple[int, ...], where: str) -> Sample:
+    """Draw ``shape`` values of ``dist`` from ``rng`` (float64, before rounding to a dtype).
+
+    normal ``loc + scale*z``; uniform on ``[low, high)``; offset ``ratio + z`` (std 1);
+    tiny/huge ``magnitude(dtype) * z`` with ``|z| >= 1/8`` for tiny; constant ``value``
+    everywhere (one draw ``z`` when no value is given); nan/inf ``z`` with ``count`` entries
+    at distinct drawn positions replaced by NaN or ``sign * inf``. ``z`` is standard normal.
+    """
+    k = dist.kind
+    if k == "normal":
+        return Sample(dist.get("loc") + dist.get("scale") * rng.standard_normal(shape),
+                      float(dist.get("scale")))
+    if k == "uniform":
+        low, high = dist.get("low"), dist.get("high")
+        return Sample(rng.uniform(low, high, shape), float(high - low))
+    if k == "offset":
+        return Sample(dist.get("ratio") + rng.standard_normal(shape), 1.0)
+    if k in ("tiny", "huge"):
+        z = rng.standard_normal(shape)
+        if k == "tiny":
+            z = np.copysign(np.maximum(np.abs(z), TINY_FLOOR), z)
+        return Sample(z, 1.0, TINY if k == "tiny" else HUGE)
+    if k == "constant":
+        value = dist.get("value")
+        value = float(rng.standard_normal()) if value is None else float(value)
+        return Sample(np.full(shape, value), 1.0)
+    z = rng.standard_normal(shape)
+    count = int(dist.get("count"))
+    if count > z.size:
+        raise ValueError(f"{where}: count {count} is larger than the input's {z.size} elements")
+    positions = rng.choice(z.size, size=count, replace=False)
+    z.flat[positions] = math.nan if k == "nan" else dist.get("sign") * math.inf
+    return Sample(z, 1.0)

@@ -1,0 +1,86 @@
+"""nox sessions: tests, conformance, conformance-<adapter>, vectors, lint, typecheck.
+
+torch is always installed as ``torch==2.13.0`` *before* the project: that release is a CPU build
+available locally, and letting pip resolve the bare ``torch`` extra could pull a multi-GB CUDA
+build. Set NORMSPEC_TORCH to pin another release deliberately (for example on a GPU machine).
+"""
+
+from __future__ import annotations
+
+import os
+
+import nox
+
+nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.reuse_venv = "yes"
+
+TORCH = os.environ.get("NORMSPEC_TORCH", "torch==2.13.0")
+REPORTS = "reports"
+
+
+def _install(session: nox.Session, *extras: str) -> None:
+    if "torch" in extras:
+        session.install(TORCH)
+    spec = f".[{','.join(extras)}]" if extras else "."
+    session.install("-e", spec)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """normspec's own tests: reference proofs, vectors, adapters, runner, mutants."""
+    _install(session, "test", "torch", "jax")
+    session.run("python", "-m", "pytest", *session.posargs)
+
+
+@nox.session
+def conformance(session: nox.Session) -> None:
+    """The main job: run the golden vectors against numpy, torch and JAX on the CPU."""
+    _install(session, "torch", "jax")
+    session.run(
+        "normspec", "run",
+        "--adapter", "numpy", "--adapter", "torch", "--adapter", "jax",
+        "--device", "cpu",
+        "--json", f"{REPORTS}/conformance.json",
+        "--junit", f"{REPORTS}/conformance.xml",
+        "--markdown", f"{REPORTS}/conformance.md",
+        *session.posargs,
+    )
+
+
+@nox.session(name="conformance-torch")
+def conformance_torch(session: nox.Session) -> None:
+    """Conformance of the torch adapter alone (pass --device cuda on a GPU machine)."""
+    _install(session, "torch")
+    session.run("normspec", "run", "--adapter", "torch",
+                "--json", f"{REPORTS}/torch.json", *session.posargs)
+
+
+@nox.session(name="conformance-jax")
+def conformance_jax(session: nox.Session) -> None:
+    """Conformance of the JAX adapter alone."""
+    _install(session, "jax")
+    session.run("normspec", "run", "--adapter", "jax",
+                "--json", f"{REPORTS}/jax.json", *session.posargs)
+
+
+@nox.session
+def vectors(session: nox.Session) -> None:
+    """Check the committed golden vectors; ``nox -s vectors -- build`` regenerates them first."""
+    _install(session)
+    if "build" in session.posargs:
+        session.run("normspec", "vectors", "build")
+    session.run("normspec", "vectors", "check")
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff over the whole tree."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict over the packages."""
+    _install(session, "lint")
+    session.run("mypy")
