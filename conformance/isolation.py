@@ -139,6 +139,14 @@ def _invoke(adapter: Any, call: Call, method: str, dtype: str, device: str,
               device=device)
 
 
+def _adapter_traceback(exc: BaseException, limit: int = 8) -> str:
+    """The traceback of an adapter's exception without the worker's own frames."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename != __file__]
+    text = "".join(traceback.format_list(frames[-limit:]))
+    head = "Traceback (most recent call last):\n" if text else ""
+    return head + text + "".join(traceback.format_exception_only(type(exc), exc))
+
+
 def _serve(conn: Connection, adapter: Any, device: str) -> None:
     while True:
         try:
@@ -153,8 +161,8 @@ def _serve(conn: Connection, adapter: Any, device: str) -> None:
             try:
                 value = _sanitize(_invoke(adapter, call, method, dtype, device, inputs, hyper))
                 reply: tuple[Any, ...] = ("ok", call.op, value)
-            except Exception:
-                reply = ("raised", call.op, traceback.format_exc(limit=-8))
+            except Exception as exc:
+                reply = ("raised", call.op, _adapter_traceback(exc))
             reply = (*reply, time.perf_counter() - start)
             try:
                 conn.send(reply)

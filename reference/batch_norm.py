@@ -104,7 +104,7 @@ def _check_factor(value: object, num_batches_tracked: int) -> Fraction:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
         raise TypeError(f"argument 'batch_stat_weight': got {value!r}, expected {expected}")
     f = float(value)
-    if not 0.0 <= f <= 2.0:  # also rejects NaN
+    if not 0.0 <= f <= 1.0:  # also rejects NaN
         raise ValueError(f"argument 'batch_stat_weight': got {f!r}, expected {expected}")
     return Fraction(f)
 

@@ -99,6 +99,8 @@ def _scale(x2: FloatArray, size: int, alpha: float, k: float) -> tuple[FloatArra
     hi = k + q_hi
     b = hi - k
     lo = ((k - (hi - b)) + (q_hi - b)) + q_lo
+    # An infinite or NaN scale has no rounding error to carry (and inf - inf would be NaN).
+    lo = np.where(np.isfinite(lo), lo, 0.0)
     out = hi + lo
     lo = lo - (out - hi)
     return out.reshape(x2.shape), np.where(np.isfinite(lo), lo, 0.0).reshape(x2.shape)
@@ -214,7 +216,8 @@ def second_order(x: object, *, cotangent: object, tangent: Mapping[str, object],
         q = r.q
         dscale = r.two_a * r.window(r.x * t2)
         dpower = -q * dscale
-        dq = -(r.beta + 1.0) * q / r.scale * dscale
+        # beta == 0 is linear in x; q / scale would be 0/0 where scale is 0.
+        dq = np.zeros_like(q) if r.beta == 0.0 else -(r.beta + 1.0) * q / r.scale * dscale
         dv = (g2 * dpower - r.two_a * t2 * r.window_t(g2 * r.x * q)
               - r.two_a * r.x * r.window_t(g2 * t2 * q + g2 * r.x * dq))
         return {"x": r.layout.from_rows(dv)}

@@ -200,6 +200,36 @@ def test_non_finite_input_poisons_its_element_only_in_eval(bad: float, want: flo
     assert np.isfinite(y[mask]).all()
 
 
+@pytest.mark.parametrize("function", ["vjp", "jvp", "second_order"])
+def test_derivatives_propagate_nan_to_its_channel_without_warnings(function: str) -> None:
+    x = _batches(31, 1)[0]
+    x[0, 1, 1, 2] = np.nan
+    rng = np.random.default_rng(37)
+    kw: dict[str, Any] = {"cotangent": rng.standard_normal(x.shape),
+                          "tangent": {"x": rng.standard_normal(x.shape)}}
+    if function == "jvp":
+        del kw["cotangent"]
+    if function == "vjp":
+        del kw["tangent"]
+    out = getattr(bn, function)(x, training=True, eps=EPS, **kw)
+    dx = out if function == "jvp" else out["x"]
+    assert np.isnan(dx[:, 1]).all()
+    assert np.isfinite(dx[:, [0, 2]]).all()
+
+
+def test_eval_derivatives_divide_by_zero_as_ieee_says() -> None:
+    x = _batches(41, 1)[0]
+    g = np.ones_like(x)
+    kw: dict[str, Any] = {"training": False, "eps": 0.0, "running_mean": np.zeros(3),
+                          "running_var": np.array([1.0, 0.0, 1.0])}
+    grads = bn.vjp(x, np.ones(3), cotangent=g, **kw)
+    assert np.isinf(grads["x"][:, 1]).all()
+    assert np.isfinite(grads["x"][:, [0, 2]]).all()
+    assert np.isinf(bn.jvp(x, tangent={"x": g}, **kw)[:, 1]).all()
+    assert np.isinf(bn.second_order(x, np.ones(3), cotangent=g, tangent={"x": g}, **kw)
+                    ["weight"][1])
+
+
 def test_nan_running_stat_poisons_its_channel_in_eval() -> None:
     x = _batches(29, 1)[0]
     y = bn.forward(x, training=False, eps=EPS, running_mean=np.array([0.0, np.nan, 0.0]),
@@ -269,6 +299,7 @@ BAD_INPUT: list[tuple[str, dict[str, Any], type[Exception], tuple[str, ...]]] = 
     ("channel_axis-too-small", {"channel_axis": -3}, ValueError, ("'channel_axis'", "-3")),
     ("x-1d", {"x": np.ones(5)}, ValueError, ("'x'", "(5,)", "at least 2")),
     ("x-int", {"x": np.ones((4, 3), dtype=np.int64)}, TypeError, ("'x'", "int64")),
+    ("x-complex", {"x": np.ones((4, 3), dtype=np.complex128)}, TypeError, ("'x'", "complex128")),
     ("x-bool", {"x": np.ones((4, 3), dtype=bool)}, TypeError, ("'x'", "bool")),
     ("empty-reduction", {"x": np.ones((0, 3))}, ValueError, ("'x'", "(0, 3)", "non-empty")),
     ("num_batches_tracked-negative", {**TRACK, "num_batches_tracked": -1}, ValueError,
@@ -279,18 +310,8 @@ BAD_INPUT: list[tuple[str, dict[str, Any], type[Exception], tuple[str, ...]]] = 
 ]
 
 
-# reference/_checks.py accepts complex dtypes (ml_dtypes.finfo(complex128) succeeds), so the
-# cast warns instead of raising; strict, so the fix in _checks.py turns this into a failure
-# that asks for the mark to go.
-COMPLEX_X = pytest.param(
-    {"x": np.ones((4, 3), dtype=np.complex128)}, TypeError, ("'x'", "complex128"),
-    id="x-complex", marks=pytest.mark.xfail(
-        reason="_checks._is_real_float accepts complex dtypes via ml_dtypes.finfo",
-        raises=RuntimeWarning, strict=True))
-
-
 @pytest.mark.parametrize(("overrides", "error", "fragments"),
-                         [*(pytest.param(*case[1:], id=case[0]) for case in BAD_INPUT), COMPLEX_X])
+                         [case[1:] for case in BAD_INPUT], ids=[case[0] for case in BAD_INPUT])
 def test_bad_input_names_argument_and_value(overrides: dict[str, Any], error: type[Exception],
                                             fragments: tuple[str, ...]) -> None:
     kw: dict[str, Any] = {"x": X, "training": True, "eps": EPS, **overrides}

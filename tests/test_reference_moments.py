@@ -17,7 +17,6 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-
 from normspec.reference import group_norm, instance_norm, layer_norm, rms_norm
 
 PROPERTY = settings(max_examples=50, deadline=None)
@@ -339,12 +338,11 @@ def test_nan_poisons_only_its_reduction_set(method: str, data: st.DataObject) ->
 
 
 @pytest.mark.parametrize("method", ALL)
-@pytest.mark.parametrize("sign", [1.0, -1.0], ids=["+inf", "-inf"])
 @PROPERTY
 @given(data=st.data())
-def test_inf_propagates_as_ieee_arithmetic_says(method: str, sign: float,
-                                                data: st.DataObject) -> None:
+def test_inf_propagates_as_ieee_arithmetic_says(method: str, data: st.DataObject) -> None:
     fwd, primals, hyper = data.draw(moment_inputs(method))
+    sign = data.draw(st.sampled_from([1.0, -1.0]))
     x = primals["x"]
     pos = tuple(data.draw(st.integers(0, s - 1)) for s in x.shape)
     bad = x.copy()
@@ -449,7 +447,7 @@ MODULES = {"layer_norm": layer_norm, "rms_norm": rms_norm, "instance_norm": inst
 
 
 def _bad_id(case: tuple[Any, ...]) -> str:
-    method, _, kwargs, exc, name, value = case
+    method, _, _, exc, name, value = case
     return f"{method}-{name}={value}-{exc.__name__}"
 
 

@@ -31,9 +31,10 @@ NUMPY_DTYPES: Mapping[str, np.dtype[Any]] = {
 }
 """The NumPy dtype of each dtype name under test (JAX accepts these directly)."""
 
-DEVICE_ALIASES: Mapping[str, str] = {"cpu": "cpu", "gpu": "gpu", "cuda": "gpu"}
-"""Device names the adapter accepts, mapped to JAX platform names (``cuda`` is the runner's
-name for an NVIDIA GPU, which JAX calls ``gpu``)."""
+DEVICE_NAMES: tuple[str, ...] = ("cpu", "gpu", "cuda")
+"""Device names the adapter knows, all JAX platform names: ``gpu`` is JAX's name for any GPU
+backend and ``cuda`` its name for the NVIDIA one (the runner's ``--device cuda``), so on an
+NVIDIA machine both name the same device."""
 
 
 @functools.cache
@@ -41,37 +42,32 @@ def enable_x64() -> None:
     """Turn on ``jax_enable_x64`` once, on the adapter's first use (see the module docstring)."""
     import jax
 
-    jax.config.update("jax_enable_x64", True)
+    config: Any = jax.config  # jax.config.update carries no type annotations
+    config.update("jax_enable_x64", True)
 
 
 def platforms() -> tuple[str, ...]:
-    """JAX platforms usable now: ``("cpu",)`` plus ``"gpu"`` when JAX has a GPU backend."""
+    """Device names usable now: ``"cpu"``, then ``"gpu"`` and ``"cuda"`` where JAX has them."""
     import jax
 
-    found = ["cpu"]
-    try:
-        if jax.devices("gpu"):
-            found.append("gpu")
-    except RuntimeError:
-        pass  # JAX raises RuntimeError when no GPU backend is installed or initialised
+    found = []
+    for name in DEVICE_NAMES:
+        try:
+            if jax.devices(name):
+                found.append(name)
+        except RuntimeError:
+            pass  # JAX raises RuntimeError for a backend that is not installed or failed
     return tuple(found)
 
 
-def platform(device: str) -> str | None:
-    """The JAX platform for a device name (``"cuda"`` is an alias of ``"gpu"``), or None."""
-    return DEVICE_ALIASES.get(device) if isinstance(device, str) else None
-
-
 def jax_device(device: str) -> jax.Device:
-    """The first JAX device of ``device``'s platform; ValueError when it is not available."""
+    """The first JAX device of platform ``device``; ValueError when it is not available."""
     import jax
 
-    name = platform(device)
     usable = platforms()
-    if name is None or name not in usable:
-        raise ValueError(f"argument 'device': got {device!r}, expected one of {list(usable)} "
-                         "(or 'cuda', an alias of 'gpu', when JAX has a GPU backend)")
-    return jax.devices(name)[0]
+    if device not in usable:
+        raise ValueError(f"argument 'device': got {device!r}, expected one of {list(usable)}")
+    return jax.devices(device)[0]
 
 
 def check_dtype(dtype: str) -> np.dtype[Any]:
@@ -91,16 +87,18 @@ def to_jax(name: str, value: object, dtype: np.dtype[Any], device: jax.Device) -
     import jax
 
     arr = np.asarray(value)
-    if arr.dtype.kind != "f":
+    if arr.dtype.kind != "f" and arr.dtype not in NUMPY_DTYPES.values():
         raise TypeError(f"argument {name!r}: got an array of dtype {arr.dtype}, expected float64")
     with np.errstate(over="ignore"):  # an overflow shows up as an inexact value below
         cast = arr.astype(dtype)
     if not np.array_equal(cast.astype(np.float64), arr.astype(np.float64), equal_nan=True):
         raise ValueError(f"argument {name!r}: got values that are not exactly representable in "
                          f"{dtype.name}, expected inputs already rounded to the dtype under test")
-    return jax.device_put(cast, device)
+    placed: jax.Array = jax.device_put(cast, device)
+    return placed
 
 
 def to_numpy(value: jax.Array) -> Array:
     """Copy a JAX array back to the host as float64 (after JAX computed it in its own dtype)."""
-    return np.asarray(value).astype(np.float64)
+    host: Array = np.asarray(value).astype(np.float64)
+    return host

@@ -88,6 +88,12 @@ def _affine(primals: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
     return {names[k]: v for k, v in primals.items() if k in names}
 
 
+def _apply(layer: Any, variables: Mapping[str, Any], x: jax.Array) -> jax.Array:
+    """``layer.apply`` with immutable variables (Flax's apply is untyped)."""
+    y: jax.Array = layer.apply(variables, x)
+    return y
+
+
 def _reduction_dtype(dt: Any) -> Any:
     """Flax's ``force_float32_reductions`` rule: statistics in at least float32."""
     import jax.numpy as jnp
@@ -105,7 +111,7 @@ def layer_norm(dt: Any, *, axis: int, eps: float) -> Fn:
         axes = tuple(range(_axis("axis", axis, x.ndim), x.ndim))
         layer = nn.LayerNorm(epsilon=eps, dtype=dt, param_dtype=dt, use_scale="weight" in p,
                              use_bias="bias" in p, reduction_axes=axes, feature_axes=axes)
-        return layer.apply({"params": _affine(p)}, x), {}
+        return _apply(layer, {"params": _affine(p)}, x), {}
 
     return fn
 
@@ -120,7 +126,7 @@ def rms_norm(dt: Any, *, axis: int, eps: float) -> Fn:
         axes = tuple(range(_axis("axis", axis, x.ndim), x.ndim))
         layer = nn.RMSNorm(epsilon=eps, dtype=dt, param_dtype=dt, use_scale="weight" in p,
                            reduction_axes=axes, feature_axes=axes)
-        return layer.apply({"params": _affine(p)}, x), {}
+        return _apply(layer, {"params": _affine(p)}, x), {}
 
     return fn
 
@@ -135,7 +141,7 @@ def instance_norm(dt: Any, *, eps: float, channel_axis: int = 1) -> Fn:
         c = _axis("channel_axis", channel_axis, x.ndim)
         layer = nn.InstanceNorm(epsilon=eps, dtype=dt, param_dtype=dt, use_scale="weight" in p,
                                 use_bias="bias" in p, feature_axes=c)
-        return layer.apply({"params": _affine(p)}, x), {}
+        return _apply(layer, {"params": _affine(p)}, x), {}
 
     return fn
 
@@ -153,7 +159,7 @@ def group_norm(dt: Any, *, groups: int, eps: float, channel_axis: int = 1) -> Fn
         # its groups are contiguous (the last axis is read as (groups, C/groups)), as the spec's.
         layer = nn.GroupNorm(num_groups=groups, group_size=None, epsilon=eps, dtype=dt,
                              param_dtype=dt, use_scale="weight" in p, use_bias="bias" in p)
-        y = layer.apply({"params": _affine(p)}, jnp.moveaxis(x, c, -1))
+        y = _apply(layer, {"params": _affine(p)}, jnp.moveaxis(x, c, -1))
         return jnp.moveaxis(y, -1, c), {}
 
     return fn
@@ -231,7 +237,8 @@ def batch_norm(dt: Any, *, training: bool, eps: float, channel_axis: int = 1,
                              param_dtype=dt, use_scale="weight" in p, use_bias="bias" in p)
         variables = {"params": _affine(p), "batch_stats": stats}
         if not training:
-            return layer.apply(variables, x), {}
+            return _apply(layer, variables, x), {}
+        y: jax.Array
         y, updated = layer.apply(variables, x, mutable=["batch_stats"])
         if not tracking:
             return y, {}
@@ -272,7 +279,6 @@ def lp_norm(dt: Any, *, p: float, axis: int, eps: float) -> Fn:
 def local_response_norm(dt: Any, *, size: int, alpha: float, beta: float, k: float,
                         channel_axis: int = 1) -> Fn:
     """Composed: zero-padded window sum of squares with ``lax.reduce_window`` (divisor size)."""
-    import jax.numpy as jnp
     from jax import lax
 
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
@@ -288,7 +294,8 @@ def local_response_norm(dt: Any, *, size: int, alpha: float, beta: float, k: flo
         # Window [c - floor(size/2), c + floor((size-1)/2)], zero padded: the divisor stays size.
         padding = [(0, 0)] * x.ndim
         padding[c] = (int(size) // 2, (int(size) - 1) // 2)
-        total = lax.reduce_window(x * x, jnp.asarray(0, acc), lax.add, tuple(window),
+        # A concrete zero init makes JAX pick its differentiable reduce_window_sum primitive.
+        total = lax.reduce_window(x * x, np.zeros((), acc), lax.add, tuple(window),
                                   (1,) * x.ndim, tuple(padding))
         scale = k + (alpha / size) * total
         return (x * scale ** -beta).astype(dt), {"scale": scale}

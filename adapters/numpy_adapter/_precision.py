@@ -82,7 +82,8 @@ def reduce_sum(a: Num, axes: tuple[int, ...]) -> Num:
     growing like n), and a careful kernel does not let the layout pick its error bound.
     """
     if not axes:
-        return a.copy()
+        copy: Num = a.copy()
+        return copy
     keep = tuple(i for i in range(a.ndim) if i not in axes)
     n = math.prod(a.shape[i] for i in axes)
     moved = np.ascontiguousarray(np.transpose(a, keep + axes))
@@ -94,4 +95,5 @@ def reduce_sum(a: Num, axes: tuple[int, ...]) -> Num:
 def reduce_mean(a: Num, axes: tuple[int, ...]) -> Num:
     """Mean over ``axes`` keeping dims: :func:`reduce_sum` divided by the count."""
     n = math.prod(a.shape[i] for i in axes)
-    return reduce_sum(a, axes) / a.dtype.type(n)
+    mean: Num = reduce_sum(a, axes) / a.dtype.type(n)
+    return mean

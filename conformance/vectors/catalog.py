@@ -16,10 +16,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from normspec import reference
-
 from .sampling import Dist, parse_dist
-from .storage import DTYPES, Traversable, default_cases_root, describe
+from .storage import DTYPES, Traversable, default_cases_root, describe, reference_module
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -214,13 +212,14 @@ def parse_catalog(text: str, source: str, method: str | None = None) -> Catalog:
         raise ValueError(f"{source}: unknown top-level key(s) {unknown}, expected keys from "
                          f"{sorted(_CATALOG_KEYS)}")
     declared = data.get("method")
-    if declared not in reference.METHODS:
+    methods = reference_module().METHODS
+    if not isinstance(declared, str) or declared not in methods:
         raise ValueError(f"{source}: 'method': got {declared!r}, expected one of "
-                         f"{list(reference.METHODS)}")
+                         f"{list(methods)}")
     if method is not None and declared != method:
         raise ValueError(f"{source}: 'method': got {declared!r}, expected {method!r} "
                          "(the file's name)")
-    module = reference.get(declared)
+    module = reference_module(declared)
     raw_cases = data.get("case", [])
     if not isinstance(raw_cases, list) or not raw_cases:
         raise ValueError(f"{source}: expected at least one [[case]] table")
@@ -241,19 +240,20 @@ def catalog_methods(root: Traversable | None = None) -> tuple[str, ...]:
     A ``.toml`` file whose name is not a method is an error, not silently ignored.
     """
     root = default_cases_root() if root is None else root
+    methods: tuple[str, ...] = tuple(reference_module().METHODS)
     stems = sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".toml"))
-    unknown = [s for s in stems if s not in reference.METHODS]
+    unknown = [s for s in stems if s not in methods]
     if unknown:
         raise ValueError(f"{describe(root)}: catalog(s) {[s + '.toml' for s in unknown]} name "
-                         f"no method, expected names from {list(reference.METHODS)}")
-    return tuple(m for m in reference.METHODS if m in stems)
+                         f"no method, expected names from {list(methods)}")
+    return tuple(m for m in methods if m in stems)
 
 
 def load_catalog(method: str, root: Traversable | Path | None = None) -> Catalog:
     """Read and validate the catalog of ``method`` (``<root>/<method>.toml``)."""
-    if method not in reference.METHODS:
-        raise ValueError(f"argument 'method': got {method!r}, expected one of "
-                         f"{list(reference.METHODS)}")
+    methods = reference_module().METHODS
+    if method not in methods:
+        raise ValueError(f"argument 'method': got {method!r}, expected one of {list(methods)}")
     root = default_cases_root() if root is None else root
     entry = root.joinpath(f"{method}.toml")
     source = describe(root, f"{method}.toml")

@@ -86,7 +86,7 @@ def parse_dist(where: str, raw: object) -> Dist:
         raise ValueError(f"{where}: got {raw!r}, expected a distribution name or a table "
                          "with a 'dist' key")
     kind = raw.get("dist")
-    if kind not in PARAMS:
+    if not isinstance(kind, str) or kind not in PARAMS:
         raise ValueError(f"{where}: unknown distribution {kind!r}, expected one of {list(KINDS)}")
     allowed = PARAMS[kind]
     params: dict[str, float | int] = {}

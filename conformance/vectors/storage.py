@@ -7,12 +7,14 @@ raw little-endian tensor data), so any safetensors reader in any language can op
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import struct
 import sys
 from collections.abc import Mapping
 from importlib.resources import files
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import ml_dtypes
@@ -38,6 +40,11 @@ _NUMPY_DTYPE: Mapping[str, np.dtype[Any]] = {
     "F16": np.dtype(np.float16),
     "BF16": np.dtype(ml_dtypes.bfloat16),
 }
+
+__all__ = ["DTYPES", "MANIFEST_NAME", "SCHEMA_NAME", "STORAGE_CODE", "Traversable",
+           "VectorFormatError", "as_path", "decode", "default_cases_root", "default_vectors_root",
+           "describe", "encode", "header", "numpy_dtype", "reference_module", "round_to", "sha256",
+           "spec_root", "storage_code"]
 
 MANIFEST_NAME = "manifest.json"
 SCHEMA_NAME = "vector-manifest.schema.json"
@@ -89,7 +96,7 @@ def decode(data: bytes, source: str) -> dict[str, npt.NDArray[Any]]:
     from safetensors import SafetensorError, deserialize
 
     try:
-        entries = deserialize(data)
+        entries = deserialize(data)  # type: ignore[no-untyped-call, unused-ignore]
     except SafetensorError as exc:
         raise VectorFormatError(f"{source}: not a valid safetensors file ({exc})") from None
     out: dict[str, npt.NDArray[Any]] = {}
@@ -124,6 +131,19 @@ def storage_code(array: npt.NDArray[Any]) -> str:
             return code
     raise ValueError(f"argument 'array': got dtype {array.dtype}, expected one of "
                      f"{[str(d) for d in _NUMPY_DTYPE.values()]}")
+
+
+def reference_module(method: str | None = None) -> ModuleType:
+    """``normspec.reference`` (or one method's module), imported by name.
+
+    The import packages live in folders mapped by setuptools' package-dir, which type
+    checkers cannot follow; importing by name keeps the checks on this side strict.
+    """
+    package = importlib.import_module("normspec.reference")
+    if method is None:
+        return package
+    module: ModuleType = package.get(method)
+    return module
 
 
 def spec_root() -> Traversable:

@@ -164,4 +164,24 @@ def proof_cases() -> list[ProofCase]:
                 primals={"x": x, "weight": weight, "bias": bias},
                 hyper=hyper, fd=smooth, fd_step=1e-3,
                 tags=frozenset({mode, dist, lname})))
+    cases.append(_cancelling_update())
     return cases
+
+
+def _cancelling_update() -> ProofCase:
+    """A running-mean update that nearly cancels: (1 - f) * running_mean ~ -f * mean.
+
+    The batch mean is exact (multiples of 1/8 near 1e8, n = 4), so the update's only rounding
+    is its own; a naive (1 - f) * r + f * m rounds at the scale of 1e7, far from the result.
+    """
+    rng = seeded(2999)
+    x = 1e8 + rng.integers(-16, 16, (4, 2)) / 8
+    mean = x.mean(axis=0)
+    f = 0.1
+    running_mean = -mean * f / (1 - f) + rng.normal(0.0, 1e-3, 2)
+    hyper = {"training": True, "eps": 1e-5, "channel_axis": 1, "running_mean": running_mean,
+             "running_var": np.array([1.0, 2.0]), "batch_stat_weight": f,
+             "running_var_estimator": "unbiased"}
+    return ProofCase(name="cancelling_update-1d-4x2-track_unbiased-affine=0",
+                     primals={"x": x, "weight": None, "bias": None}, hyper=hyper, fd=False,
+                     tags=frozenset({"track_unbiased", "cancelling_update"}))

@@ -13,7 +13,12 @@ from .layer_norm import _DISTS as DISTS
 from .layer_norm import _draw as draw
 
 
-def mp_forward(primals: dict[str, np.ndarray | None], hyper: dict[str, Any]) -> dict[str, np.ndarray]:
+def _maybe_mp(a: np.ndarray | None) -> np.ndarray | None:
+    return None if a is None else mp_array(a)
+
+
+def mp_forward(primals: dict[str, np.ndarray | None], hyper: dict[str, Any]
+               ) -> dict[str, np.ndarray]:
     x = primals["x"]
     assert x is not None
     ch = hyper.get("channel_axis", 1) % x.ndim
@@ -22,8 +27,8 @@ def mp_forward(primals: dict[str, np.ndarray | None], hyper: dict[str, Any]) -> 
     with mpmath.workdps(DPS):
         eps = mpmath.mpf(hyper["eps"])
         xm = mp_array(x)
-        w = mp_array(primals["weight"]) if primals.get("weight") is not None else None
-        b = mp_array(primals["bias"]) if primals.get("bias") is not None else None
+        w = _maybe_mp(primals.get("weight"))
+        b = _maybe_mp(primals.get("bias"))
         # reduction set of element idx: its sample and the contiguous group of its channel
         members: dict[tuple[int, int], list[Any]] = defaultdict(list)
         for idx in np.ndindex(*x.shape):

@@ -14,7 +14,8 @@ import numpy as np
 from . import DPS, ProofCase, mp_array, seeded
 
 
-def mp_forward(primals: dict[str, np.ndarray | None], hyper: dict[str, Any]) -> dict[str, np.ndarray]:
+def mp_forward(primals: dict[str, np.ndarray | None], hyper: dict[str, Any]
+               ) -> dict[str, np.ndarray]:
     x = primals["x"]
     assert x is not None
     size = hyper["size"]
@@ -30,12 +31,12 @@ def mp_forward(primals: dict[str, np.ndarray | None], hyper: dict[str, Any]) -> 
             for c in range(channels):
                 lo, hi = max(0, c - size // 2), min(channels - 1, c + (size - 1) // 2)
                 s = k + alpha / size * mpmath.fsum(vals[j] ** 2 for j in range(lo, hi + 1))
-                scale[idx + (c,)] = s
+                scale[(*idx, c)] = s
                 if s == 0 and beta > 0:
                     # x_c = 0 too (c is in its own window): 0 * inf is NaN in IEEE arithmetic.
-                    y[idx + (c,)] = mpmath.mpf("nan")
+                    y[(*idx, c)] = mpmath.mpf("nan")
                 else:
-                    y[idx + (c,)] = vals[c] * s ** (-beta)
+                    y[(*idx, c)] = vals[c] * s ** (-beta)
     return {"y": np.moveaxis(y, -1, axis), "scale": np.moveaxis(scale, -1, axis)}
 
 

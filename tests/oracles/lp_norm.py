@@ -13,7 +13,8 @@ import numpy as np
 from . import DPS, ProofCase, mp_array, seeded
 
 
-def mp_forward(primals: dict[str, np.ndarray | None], hyper: dict[str, Any]) -> dict[str, np.ndarray]:
+def mp_forward(primals: dict[str, np.ndarray | None], hyper: dict[str, Any]
+               ) -> dict[str, np.ndarray]:
     x = primals["x"]
     assert x is not None
     axis = hyper["axis"] % x.ndim
@@ -30,7 +31,7 @@ def mp_forward(primals: dict[str, np.ndarray | None], hyper: dict[str, Any]) -> 
             norm[idx] = n
             for j, v in enumerate(vals):
                 # 0/0 with eps = 0 and a zero vector: NaN, as IEEE division says.
-                y[idx + (j,)] = mpmath.mpf("nan") if divisor == 0 else v / divisor
+                y[(*idx, j)] = mpmath.mpf("nan") if divisor == 0 else v / divisor
     return {"y": np.moveaxis(y, -1, axis), "norm": norm}
 
 

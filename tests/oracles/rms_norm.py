@@ -12,7 +12,12 @@ from .layer_norm import _DISTS as DISTS
 from .layer_norm import _draw as draw
 
 
-def mp_forward(primals: dict[str, np.ndarray | None], hyper: dict[str, Any]) -> dict[str, np.ndarray]:
+def _maybe_mp(a: np.ndarray | None) -> np.ndarray | None:
+    return None if a is None else mp_array(a)
+
+
+def mp_forward(primals: dict[str, np.ndarray | None], hyper: dict[str, Any]
+               ) -> dict[str, np.ndarray]:
     x = primals["x"]
     assert x is not None
     axis = hyper["axis"] % x.ndim
@@ -20,7 +25,7 @@ def mp_forward(primals: dict[str, np.ndarray | None], hyper: dict[str, Any]) -> 
     with mpmath.workdps(DPS):
         eps = mpmath.mpf(hyper["eps"])
         xm = mp_array(x)
-        w = mp_array(primals["weight"]) if primals.get("weight") is not None else None
+        w = _maybe_mp(primals.get("weight"))
         y = np.empty(x.shape, dtype=object)
         mean_square = np.empty(x.shape[:axis], dtype=object)
         rrms = np.empty(x.shape[:axis], dtype=object)

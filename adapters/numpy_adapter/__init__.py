@@ -1,0 +1,196 @@
+"""The built-in ``numpy`` adapter: the spec's straightforward formulas in the dtype under test.
+
+This is the calibration baseline of the tolerance model: a careful implementation written the way
+an implementer would write it, independent of :mod:`normspec.reference` (which is the oracle
+and must not grade itself). Statistics use two passes (the mean, then the mean of squared
+deviations), sums are pairwise, and the derivatives are the closed-form formulas given in each
+method module's docstring.
+
+Precision model:
+
+* ``float64`` and ``float32``: every operation runs in that dtype.
+* ``float16`` and ``bfloat16`` (from ``ml_dtypes``): inputs are widened exactly to float32, the
+  statistics, reductions and elementwise arithmetic run in float32, and each result is rounded
+  once to the dtype. This is what real frameworks do for these types: PyTorch computes in its
+  ``opmath`` type (float32 for half and bfloat16), Flax forces float32 reductions
+  (``force_float32_reductions``), and Keras' normalization layers upcast to at least float32.
+* Results, statistics and running state included, are returned as float64 arrays holding the
+  values rounded to the dtype, so the output rounding is visible to the comparison. The
+  ``num_batches_tracked`` counter is an integer and is returned exactly.
+* Inputs must be exactly representable in the dtype (the golden vectors round them first); a
+  value that is not raises ValueError rather than being rounded silently.
+* NaN and Inf propagate as IEEE arithmetic says; NumPy's floating-point warnings are silenced
+  inside the computation.
+
+The numerical steps where implementations differ are methods of :class:`Numerics`; the mutation
+self-test (tests/mutants/) builds wrong adapters by replacing one of them::
+
+    >>> import numpy as np
+    >>> out = ADAPTER.forward("layer_norm", {"x": np.array([[1.0, 2.0, 3.0]])},
+    ...                       {"axis": -1, "eps": 0.0}, dtype="float16", device="cpu")
+    >>> out["y"].tolist()
+    [[-1.224609375, 0.0, 1.224609375]]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import ml_dtypes
+import numpy as np
+
+from ..protocol import DTYPES, Array, Support
+from ._batch_norm import BATCH_NORM
+from ._geometry import Geometry
+from ._lp_norm import LP_NORM
+from ._lrn import LOCAL_RESPONSE_NORM
+from ._moments import GROUP_NORM, INSTANCE_NORM, LAYER_NORM, RMS_NORM
+from ._numerics import MethodImpl, Normalized, Numerics
+from ._precision import Num, Precision, precision
+
+METHODS: dict[str, MethodImpl] = {
+    "batch_norm": BATCH_NORM,
+    "layer_norm": LAYER_NORM,
+    "rms_norm": RMS_NORM,
+    "instance_norm": INSTANCE_NORM,
+    "group_norm": GROUP_NORM,
+    "lp_norm": LP_NORM,
+    "local_response_norm": LOCAL_RESPONSE_NORM,
+}
+"""The methods this adapter implements."""
+
+_INTEGER_OUTPUTS = frozenset({"num_batches_tracked"})
+
+
+class NumpyAdapter:
+    """NumPy formulas in the dtype under test; see the module docstring.
+
+    ``numerics`` supplies the numerical steps; the default is the careful choice for each.
+    """
+
+    def __init__(self, name: str = "numpy", numerics: Numerics | None = None) -> None:
+        self.name = name
+        self.numerics = Numerics() if numerics is None else numerics
+
+    def __repr__(self) -> str:
+        return f"NumpyAdapter(name={self.name!r}, numerics={type(self.numerics).__name__})"
+
+    def versions(self) -> dict[str, str]:
+        """The NumPy and ml_dtypes versions."""
+        return {"numpy": np.__version__, "ml_dtypes": ml_dtypes.__version__}
+
+    def devices(self) -> tuple[str, ...]:
+        """NumPy runs on the host CPU only."""
+        return ("cpu",)
+
+    def support(self, method: str, dtype: str, device: str) -> Support:
+        """Every method in every dtype on cpu, computed by this adapter's own formulas."""
+        if method not in METHODS:
+            return Support(False, reason=f"unknown method {method!r}; known: {list(METHODS)}")
+        if dtype not in DTYPES:
+            return Support(False, reason=f"unknown dtype {dtype!r}; known: {list(DTYPES)}")
+        if device not in self.devices():
+            return Support(False, reason=f"device {device!r} unavailable; NumPy runs on cpu only")
+        how = ("computed in float32, rounded to " + dtype
+               if dtype in ("float16", "bfloat16") else "computed in " + dtype)
+        return Support(True, "native", reason=f"NumPy two-pass formulas, {how}")
+
+    def forward(self, method: str, inputs: Mapping[str, Array | None], hyper: Mapping[str, Any],
+                *, dtype: str, device: str) -> dict[str, Array]:
+        """``{"y", statistics..., updated state...}`` per the reference's names."""
+        impl, prec, loaded = self._prepare(method, inputs, hyper, dtype, device)
+        with np.errstate(all="ignore"):
+            out = impl.forward(self.numerics, prec, loaded, hyper)
+        return {key: (np.asarray(value, dtype=np.float64) if key in _INTEGER_OUTPUTS
+                      else prec.result(value)) for key, value in out.items()}
+
+    def vjp(self, method: str, inputs: Mapping[str, Array | None], hyper: Mapping[str, Any],
+            cotangent: Array, *, dtype: str, device: str) -> dict[str, Array]:
+        """Gradient of ``sum(cotangent * y)`` for each differentiable input that is not None."""
+        impl, prec, loaded = self._prepare(method, inputs, hyper, dtype, device)
+        g = prec.load("cotangent", cotangent)
+        _check_like("cotangent", g, loaded["x"])
+        with np.errstate(all="ignore"):
+            grads = impl.vjp(self.numerics, prec, loaded, hyper, g)
+        return {key: prec.result(value) for key, value in grads.items()}
+
+    def jvp(self, method: str, inputs: Mapping[str, Array | None], hyper: Mapping[str, Any],
+            tangent: Mapping[str, Array], *, dtype: str, device: str) -> Array:
+        """Directional derivative of ``y`` along ``tangent``; missing keys are zero."""
+        impl, prec, loaded = self._prepare(method, inputs, hyper, dtype, device)
+        t = _tangent(impl, prec, loaded, tangent)
+        with np.errstate(all="ignore"):
+            return prec.result(impl.jvp(self.numerics, prec, loaded, hyper, t))
+
+    def second_order(self, method: str, inputs: Mapping[str, Array | None],
+                     hyper: Mapping[str, Any], cotangent: Array, tangent: Mapping[str, Array],
+                     *, dtype: str, device: str) -> dict[str, Array]:
+        """Derivative of :meth:`vjp` (``cotangent`` fixed) along ``tangent``."""
+        impl, prec, loaded = self._prepare(method, inputs, hyper, dtype, device)
+        g = prec.load("cotangent", cotangent)
+        _check_like("cotangent", g, loaded["x"])
+        t = _tangent(impl, prec, loaded, tangent)
+        with np.errstate(all="ignore"):
+            out = impl.second_order(self.numerics, prec, loaded, hyper, g, t)
+        return {key: prec.result(value) for key, value in out.items()}
+
+    def _prepare(self, method: str, inputs: Mapping[str, Array | None],
+                 hyper: Mapping[str, Any], dtype: str, device: str
+                 ) -> tuple[MethodImpl, Precision, dict[str, Num | None]]:
+        if method not in METHODS:
+            raise ValueError(f"argument 'method': got {method!r}, expected one of {list(METHODS)}")
+        if device not in self.devices():
+            raise ValueError(f"argument 'device': got {device!r}, expected one of {self.devices()}")
+        impl, prec = METHODS[method], precision(dtype)
+        known = set(impl.primals) | set(impl.state)
+        unknown = sorted(set(inputs) - known)
+        if unknown:
+            raise ValueError(
+                f"argument 'inputs': got keys {unknown} that {method} does not take, expected a "
+                f"subset of {sorted(known)}"
+            )
+        if inputs.get("x") is None:
+            raise ValueError(f"argument 'inputs': got no 'x', expected the input of {method}")
+        loaded: dict[str, Num | None] = {}
+        for key in (*impl.primals, *impl.state):
+            # state may also arrive as a keyword, the way the reference takes it
+            value = inputs.get(key, hyper.get(key) if key in impl.state else None)
+            loaded[key] = None if value is None else prec.load(f"inputs[{key!r}]", value)
+        return impl, prec, loaded
+
+
+def _check_like(name: str, value: Num, like: Num | None) -> None:
+    assert like is not None
+    if value.shape != like.shape:
+        raise ValueError(f"argument {name!r}: got shape {value.shape}, expected {like.shape}")
+
+
+def _tangent(impl: MethodImpl, prec: Precision, loaded: Mapping[str, Num | None],
+             tangent: Mapping[str, Array]) -> dict[str, Num]:
+    """Load the tangent; keys must be differentiable inputs that are present."""
+    allowed = [k for k in impl.primals if loaded.get(k) is not None]
+    unknown = sorted(set(tangent) - set(allowed))
+    if unknown:
+        raise ValueError(
+            f"argument 'tangent': got keys {unknown}, expected a subset of the differentiable "
+            f"inputs present {allowed}"
+        )
+    out: dict[str, Num] = {}
+    for key, value in tangent.items():
+        arr = prec.load(f"tangent[{key!r}]", value)
+        _check_like(f"tangent[{key!r}]", arr, loaded[key])
+        out[key] = arr
+    return out
+
+
+def make_adapter(name: str = "numpy", numerics: Numerics | None = None) -> NumpyAdapter:
+    """A :class:`NumpyAdapter`; ``numerics`` replaces the default numerical steps."""
+    return NumpyAdapter(name=name, numerics=numerics)
+
+
+ADAPTER = make_adapter()
+"""The ``numpy`` adapter instance (entry point ``normspec.adapters.numpy_adapter:ADAPTER``)."""
+
+__all__ = ["ADAPTER", "METHODS", "Geometry", "Normalized", "Numerics", "NumpyAdapter",
+           "Precision", "make_adapter"]

@@ -1,0 +1,135 @@
+"""Local response normalization across channels.
+
+With ``W`` the zero-padded window sum over channels ``[c - lo, c + hi]`` (``WT`` its transpose,
+the window ``[c - hi, c + lo]``), ``a = alpha/size``, ``s = k + a W(x^2)``, ``q = s^-beta`` and
+``r = q/s``::
+
+    y = x q
+    vjp:  dx = g q - 2 a beta x WT(g x r)
+    jvp:  dy = t q - 2 a beta x r W(x t)
+    second order, with s' = 2 a W(x t):
+          dx' = -beta g r s' - 2 a beta (t WT(g x r) + x WT(g t r - (beta+1) g x r s'/s))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ._geometry import normalize_axis
+from ._numerics import Numerics, hyper_value
+from ._precision import Num, Precision
+
+_METHOD = "local_response_norm"
+
+
+def window_sum(a: Num, before: int, after: int) -> Num:
+    """Sum over channels ``[c - before, c + after]`` along axis 0, zeros past the edges."""
+    channels = a.shape[0]
+    pad = [(before, after)] + [(0, 0)] * (a.ndim - 1)
+    padded = np.pad(a, pad)
+    total: Num = padded[0:channels].copy()
+    for offset in range(1, before + after + 1):
+        total += padded[offset:offset + channels]
+    return total
+
+
+@dataclass(frozen=True)
+class _Lrn:
+    """Channel-first arrays (channel axis moved to 0) and the constants of one call."""
+
+    channel_axis: int
+    x: Num
+    coeff: Any
+    beta: Any
+    window: tuple[int, int]
+    scale: Num
+    q: Num
+
+    def first(self, a: Num) -> Num:
+        return np.moveaxis(a, self.channel_axis, 0)
+
+    def back(self, a: Num) -> Num:
+        return np.moveaxis(a, 0, self.channel_axis)
+
+    def w(self, a: Num) -> Num:
+        return window_sum(a, *self.window)
+
+    def wt(self, a: Num) -> Num:
+        return window_sum(a, self.window[1], self.window[0])
+
+
+def _prepare(nx: Numerics, prec: Precision, x: Num, hyper: Mapping[str, Any]) -> _Lrn:
+    size = hyper_value(hyper, "size", _METHOD)
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+        raise ValueError(f"argument 'size': got {size!r}, expected an integer >= 1")
+    if x.ndim < 2:
+        raise ValueError(f"argument 'x': got shape {x.shape}, expected at least 2 dimensions")
+    c = normalize_axis("channel_axis", hyper.get("channel_axis", 1), x.ndim)
+    coeff = prec.scalar(nx.lrn_coefficient(float(hyper_value(hyper, "alpha", _METHOD)), int(size)))
+    beta = prec.scalar(float(hyper_value(hyper, "beta", _METHOD)))
+    k = prec.scalar(float(hyper_value(hyper, "k", _METHOD)))
+    xc = np.moveaxis(x, c, 0)
+    window = nx.lrn_window(int(size))
+    scale = k + coeff * window_sum(xc * xc, *window)
+    return _Lrn(channel_axis=c, x=xc, coeff=coeff, beta=beta, window=window, scale=scale,
+                q=scale ** -beta)
+
+
+@dataclass(frozen=True)
+class LocalResponseNorm:
+    """The local_response_norm method (see the module docstring)."""
+
+    primals: tuple[str, ...] = ("x",)
+    state: tuple[str, ...] = ()
+
+    def forward(self, nx: Numerics, prec: Precision, inputs: Mapping[str, Num | None],
+                hyper: Mapping[str, Any]) -> dict[str, Num]:
+        x = inputs["x"]
+        assert x is not None
+        lrn = _prepare(nx, prec, x, hyper)
+        return {"y": lrn.back(lrn.x * lrn.q), "scale": lrn.back(lrn.scale)}
+
+    def vjp(self, nx: Numerics, prec: Precision, inputs: Mapping[str, Num | None],
+            hyper: Mapping[str, Any], g: Num) -> dict[str, Num]:
+        x = inputs["x"]
+        assert x is not None
+        lrn = _prepare(nx, prec, x, hyper)
+        gc, two = lrn.first(g), x.dtype.type(2)
+        r = lrn.q / lrn.scale
+        dx = gc * lrn.q - two * lrn.coeff * lrn.beta * lrn.x * lrn.wt(gc * lrn.x * r)
+        return {"x": lrn.back(dx)}
+
+    def jvp(self, nx: Numerics, prec: Precision, inputs: Mapping[str, Num | None],
+            hyper: Mapping[str, Any], t: Mapping[str, Num]) -> Num:
+        x = inputs["x"]
+        assert x is not None
+        lrn = _prepare(nx, prec, x, hyper)
+        if "x" not in t:
+            return np.zeros_like(x)
+        tc, two = lrn.first(t["x"]), x.dtype.type(2)
+        r = lrn.q / lrn.scale
+        dy = tc * lrn.q - two * lrn.coeff * lrn.beta * lrn.x * r * lrn.w(lrn.x * tc)
+        return lrn.back(dy)
+
+    def second_order(self, nx: Numerics, prec: Precision, inputs: Mapping[str, Num | None],
+                     hyper: Mapping[str, Any], g: Num, t: Mapping[str, Num]) -> dict[str, Num]:
+        x = inputs["x"]
+        assert x is not None
+        lrn = _prepare(nx, prec, x, hyper)
+        if "x" not in t:
+            return {"x": np.zeros_like(x)}
+        gc, tc = lrn.first(g), lrn.first(t["x"])
+        one, two = x.dtype.type(1), x.dtype.type(2)
+        r = lrn.q / lrn.scale
+        ds = two * lrn.coeff * lrn.w(lrn.x * tc)
+        inner = gc * tc * r - (lrn.beta + one) * gc * lrn.x * r * ds / lrn.scale
+        dx = -lrn.beta * gc * r * ds - two * lrn.coeff * lrn.beta * (
+            tc * lrn.wt(gc * lrn.x * r) + lrn.x * lrn.wt(inner))
+        return {"x": lrn.back(dx)}
+
+
+LOCAL_RESPONSE_NORM = LocalResponseNorm()

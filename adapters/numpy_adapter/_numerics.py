@@ -1,0 +1,151 @@
+"""The numerical steps the methods are built from, each one overridable.
+
+:class:`Numerics` gathers the steps where implementations differ or go wrong: how a statistic is
+accumulated, how the variance is formed, where eps goes, which values form a group, how the
+running variance is estimated. The adapter calls them and nothing else for those steps, so a
+mutation test (tests/mutants/) can replace exactly one of them and nothing more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from . import _geometry
+from ._geometry import Geometry
+from ._precision import Num, Precision, reduce_mean, reduce_sum
+
+
+@dataclass(frozen=True)
+class Normalized:
+    """One moment normalization in view space: keep-dims statistics and ``z = (x-mean)*rstd``."""
+
+    z: Num
+    mean: Num
+    var: Num
+    rstd: Num
+
+
+def jacobian(nrm: Normalized, v: Num, axes: tuple[int, ...], center: bool) -> Num:
+    """``J v`` with ``J = rstd (I - [center] 11^T/n - z z^T/n)``, the Jacobian of ``z``.
+
+    ``J`` is symmetric, so this is the JVP and the VJP of the normalization alike.
+    """
+    inner = v - nrm.z * reduce_mean(nrm.z * v, axes)
+    if center:
+        inner = inner - reduce_mean(v, axes)
+    out: Num = nrm.rstd * inner
+    return out
+
+
+def hyper_value(hyper: Mapping[str, Any], key: str, method: str,
+                default: object = Ellipsis) -> Any:
+    """``hyper[key]``, or ``default``; a missing required key is a ValueError naming it."""
+    if key in hyper:
+        return hyper[key]
+    if default is Ellipsis:
+        raise ValueError(
+            f"argument 'hyper': got keys {sorted(hyper)}, expected {key!r} (required by {method})"
+        )
+    return default
+
+
+class Numerics:
+    """The straightforward, careful choice for every step (see the module docstring)."""
+
+    def stat_mean(self, a: Num, axes: tuple[int, ...], prec: Precision) -> Num:
+        """Mean used for the statistics, accumulated in the compute dtype."""
+        return reduce_mean(a, axes)
+
+    def variance(self, x: Num, mean: Num, axes: tuple[int, ...], prec: Precision) -> Num:
+        """Two-pass biased variance ``mean((x - mean)^2)`` (the mean square when mean is 0)."""
+        d = x - mean
+        return self.stat_mean(d * d, axes, prec)
+
+    def rstd(self, var: Num, eps: Any) -> Num:
+        """``1 / sqrt(var + eps)``: eps inside the square root."""
+        out: Num = var.dtype.type(1) / np.sqrt(var + eps)
+        return out
+
+    def vjp_x(self, nrm: Normalized, gw: Num, axes: tuple[int, ...], center: bool) -> Num:
+        """Input gradient of a moment normalization through its statistics: ``J (g*w)``."""
+        return jacobian(nrm, gw, axes, center)
+
+    def param_sum(self, a: Num, geom: Geometry) -> Num:
+        """Reduce a view-shaped array to the parameter shape (weight and bias gradients)."""
+        axes = tuple(i for i, size in enumerate(geom.param_view) if size == 1)
+        return reduce_sum(a, axes).reshape(geom.param_shape)
+
+    def rms_centered(self) -> bool:
+        """RMS normalization subtracts no mean."""
+        return False
+
+    def layer_geometry(self, shape: tuple[int, ...], axis: object) -> Geometry:
+        return _geometry.trailing(shape, axis)
+
+    def instance_geometry(self, shape: tuple[int, ...], channel_axis: object) -> Geometry:
+        return _geometry.per_instance(shape, channel_axis)
+
+    def group_geometry(self, shape: tuple[int, ...], groups: object, channel_axis: object
+                       ) -> Geometry:
+        return _geometry.contiguous_groups(shape, groups, channel_axis)
+
+    def batch_geometry(self, shape: tuple[int, ...], channel_axis: object) -> Geometry:
+        return _geometry.per_channel(shape, channel_axis)
+
+    def batch_stat_factor(self, batch_stat_weight: float | str, num_batches_tracked: int
+                          ) -> float:
+        """The weight ``f`` of the *new* batch statistic: ``running' = (1-f) running + f stat``.
+
+        ``"cumulative"`` gives ``1 / (num_batches_tracked + 1)``, an equal-weight average.
+        """
+        if batch_stat_weight == "cumulative":
+            return 1.0 / (num_batches_tracked + 1)
+        return float(batch_stat_weight)
+
+    def running_var_sample(self, var: Num, n: int, estimator: str) -> Num:
+        """The batch variance fed to the running average: unbiased ``var * n/(n-1)`` or biased."""
+        if estimator == "unbiased":
+            unbiased: Num = var * (var.dtype.type(n) / var.dtype.type(n - 1))
+            return unbiased
+        return var
+
+    def lrn_coefficient(self, alpha: float, size: int) -> float:
+        """The factor of the window's sum of squares: ``alpha / size``."""
+        return alpha / size
+
+    def lrn_window(self, size: int) -> tuple[int, int]:
+        """Channels before and after ``c`` in its window: floor(size/2) and floor((size-1)/2)."""
+        return size // 2, (size - 1) // 2
+
+    def lp_denominator(self, norm: Num, eps: Any) -> tuple[Num, Num]:
+        """``max(norm, eps)`` and where the clamp is active (the norm's gradient is cut there)."""
+        return np.maximum(norm, eps), norm < eps
+
+
+class MethodImpl(Protocol):
+    """One method, computed in ``prec.compute`` on arrays already loaded in that dtype."""
+
+    @property
+    def primals(self) -> tuple[str, ...]:
+        """Differentiable inputs, in the reference's order."""
+
+    @property
+    def state(self) -> tuple[str, ...]:
+        """State inputs that are not differentiated (running statistics)."""
+
+    def forward(self, nx: Numerics, prec: Precision, inputs: Mapping[str, Num | None],
+                hyper: Mapping[str, Any]) -> dict[str, Num]: ...
+
+    def vjp(self, nx: Numerics, prec: Precision, inputs: Mapping[str, Num | None],
+            hyper: Mapping[str, Any], g: Num) -> dict[str, Num]: ...
+
+    def jvp(self, nx: Numerics, prec: Precision, inputs: Mapping[str, Num | None],
+            hyper: Mapping[str, Any], t: Mapping[str, Num]) -> Num: ...
+
+    def second_order(self, nx: Numerics, prec: Precision, inputs: Mapping[str, Num | None],
+                     hyper: Mapping[str, Any], g: Num, t: Mapping[str, Num]
+                     ) -> dict[str, Num]: ...

@@ -1,0 +1,303 @@
+"""``normspec run`` (conformance run, reports, exit status) and ``normspec list``.
+
+Exit status of ``run``: 0 when nothing failed, errored or passed unexpectedly; 1 otherwise;
+2 for a usage error (an unknown name, a broken ledger, corrupted vectors), reported as one line;
+130 when interrupted (the reports are written in every case).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from importlib import import_module
+from pathlib import Path
+from typing import Any
+
+from .results import CHECK_ORDER
+
+DTYPES = ("float64", "float32", "float16", "bfloat16")
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``run`` and ``list`` commands."""
+    run = subparsers.add_parser(
+        "run", help="run the golden vectors and gradient checks against adapters",
+        description="Run every selected check (forward, state, vjp, jvp, second_order) of the "
+                    "golden vectors against each adapter, each in its own worker process. "
+                    "Exit status 0 only when nothing failed, errored or passed unexpectedly.")
+    run.add_argument("--adapter", action="append", metavar="NAME|module:attr",
+                     help="a registered adapter (see `normspec list`) or module:attribute or "
+                          "file.py:attribute (repeatable; default: numpy)")
+    run.add_argument("--device", default="cpu", help="device to run on: cpu, cuda, gpu, ... "
+                     "(default: cpu); adapters without it report skips")
+    run.add_argument("--dtype", action="append", choices=DTYPES, metavar="DTYPE",
+                     help=f"dtype under test, one of {', '.join(DTYPES)} (repeatable; "
+                          "default: all)")
+    run.add_argument("--method", action="append", metavar="METHOD",
+                     help="method to run (repeatable; default: every method with vectors)")
+    run.add_argument("--case", metavar="GLOB", help="only cases whose name matches this glob")
+    run.add_argument("--check", action="append", choices=CHECK_ORDER, metavar="CHECK",
+                     help=f"check to run, one of {', '.join(CHECK_ORDER)} (repeatable; "
+                          "default: all)")
+    run.add_argument("--timeout", type=_positive, default=60.0, metavar="S",
+                     help="seconds one adapter call may take before it is an error and the "
+                          "worker is restarted (default: 60)")
+    run.add_argument("--json", type=Path, metavar="FILE", help="write the JSON report here")
+    run.add_argument("--junit", type=Path, metavar="FILE", help="write a JUnit XML report here")
+    run.add_argument("--markdown", type=Path, metavar="FILE",
+                     help="write a Markdown report here")
+    run.add_argument("--vectors", metavar="DIR",
+                     help="directory with manifest.json (default: the installed spec/vectors)")
+    run.add_argument("--ledger-dir", type=Path, metavar="DIR",
+                     help="directory with <adapter>.toml xfail ledgers (default: the built-in "
+                          "ledgers)")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.set_defaults(func=_run)
+
+    lst = subparsers.add_parser(
+        "list", help="list the methods, the adapters found and what each supports",
+        description="Show the methods, the registered adapters (plus any given with "
+                    "--adapter), their versions and devices, and a support matrix per adapter.")
+    lst.add_argument("--adapter", action="append", metavar="NAME|module:attr",
+                     help="show only these adapters (repeatable; default: every registered one)")
+    lst.add_argument("--device", default="cpu", help="device of the support matrix "
+                     "(default: cpu)")
+    lst.set_defaults(func=_list)
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"got {text!r}, expected a number of seconds") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"got {text!r}, expected a positive number of seconds")
+    return value
+
+
+def _usage(exc: BaseException) -> Exception:
+    from .cli import UsageError
+
+    # One line: the first line names the file or the name; the rest is detail.
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return UsageError("; ".join(lines[:3]) if lines else type(exc).__name__)
+
+
+def _usage_errors() -> tuple[type[BaseException], ...]:
+    from .ledger import LedgerError
+    from .runner import SelectionError
+    from .vectors import VectorFormatError
+
+    registry = import_module("normspec.adapters.registry")
+    return (registry.AdapterLoadError, LedgerError, SelectionError, VectorFormatError)
+
+
+# run ------------------------------------------------------------------------------------------
+
+
+def _run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from .runner import RunConfig, Runner
+
+    usage = _usage_errors()
+    registry = import_module("normspec.adapters.registry")
+    try:
+        specs = tuple(registry.check_spec(s) for s in dict.fromkeys(args.adapter or ["numpy"]))
+        config = RunConfig(
+            adapters=specs, device=args.device,
+            dtypes=tuple(dict.fromkeys(args.dtype or DTYPES)),
+            methods=tuple(dict.fromkeys(args.method or ())), case=args.case,
+            checks=tuple(c for c in CHECK_ORDER if c in (args.check or CHECK_ORDER)),
+            timeout=args.timeout, vectors=args.vectors, ledger_dir=args.ledger_dir)
+        runner = Runner(config, argv=_command(config, args))
+    except usage as exc:
+        raise _usage(exc) from None
+    except ValueError as exc:  # the vectors loader's argument errors
+        raise _usage(exc) from None
+
+    out = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 160)
+    err = Console(stderr=True)
+    status, summary = EXIT_FAILED, True
+    try:
+        with _Progress(err, runner.total, enabled=not args.no_progress) as advance:
+            runner.run(on_result=advance)
+        status = EXIT_FAILED if runner.report.failed else EXIT_OK
+    except KeyboardInterrupt:
+        err.print("[bold red]interrupted[/]: writing the reports of the results so far")
+        status = EXIT_INTERRUPTED
+    except usage as exc:
+        summary = False
+        raise _usage(exc) from None
+    finally:
+        written = _write_reports(runner, args, err)
+        if summary:
+            from .reports import print_summary
+
+            print_summary(runner.report, out)
+    return status if written or status != EXIT_OK else EXIT_USAGE
+
+
+def _command(config: Any, args: argparse.Namespace) -> list[str]:
+    """The run's command line, normalized (recorded in the reports)."""
+    cmd = ["normspec", "run"]
+    for spec in config.adapters:
+        cmd += ["--adapter", spec]
+    cmd += ["--device", config.device]
+    for d in config.dtypes:
+        cmd += ["--dtype", d]
+    for m in config.methods:
+        cmd += ["--method", m]
+    if config.case is not None:
+        cmd += ["--case", config.case]
+    for c in config.checks:
+        cmd += ["--check", c]
+    cmd += ["--timeout", f"{config.timeout:g}"]
+    for flag, value in (("--vectors", args.vectors), ("--ledger-dir", args.ledger_dir),
+                        ("--json", args.json), ("--junit", args.junit),
+                        ("--markdown", args.markdown)):
+        if value is not None:
+            cmd += [flag, str(value)]
+    return cmd
+
+
+def _write_reports(runner: Any, args: argparse.Namespace, err: Any) -> bool:
+    from .reports import write_json, write_junit, write_markdown
+
+    ok = True
+    writers: list[tuple[Path | None, Callable[[Any, Path], None]]] = [
+        (args.json, write_json), (args.junit, write_junit), (args.markdown, write_markdown)]
+    for path, write in writers:
+        if path is None:
+            continue
+        try:
+            write(runner.report, path)
+        except OSError as exc:
+            err.print(f"normspec: error: cannot write {path}: {exc.strerror or exc}",
+                      markup=False, highlight=False)
+            ok = False
+    return ok
+
+
+class _Progress:
+    """A rich progress bar advanced once per result (nothing when disabled or not a terminal)."""
+
+    def __init__(self, console: Any, total: int, *, enabled: bool) -> None:
+        self.console, self.total = console, total
+        self.enabled = enabled and console.is_terminal
+        self.bar: Any = None
+        self.task: Any = None
+        self.bad = 0
+
+    def __enter__(self) -> Callable[[Any], None]:
+        if self.enabled:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(),
+                                MofNCompleteColumn(), TextColumn("{task.fields[bad]}"),
+                                TimeElapsedColumn(), console=self.console, transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task("starting", total=self.total, bad="")
+        return self.advance
+
+    def advance(self, result: Any) -> None:
+        if self.bar is None:
+            return
+        if result.status in ("fail", "error", "xpass"):
+            self.bad += 1
+        self.bar.update(self.task, advance=1,
+                        description=f"{result.adapter} {result.method} {result.dtype}",
+                        bad=f"[red]{self.bad} failing[/]" if self.bad else "")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+# list -----------------------------------------------------------------------------------------
+
+
+def _method_line(method: str) -> str:
+    try:
+        module = import_module("normspec.reference").get(method)
+    except (ImportError, ValueError) as exc:
+        return f"(not available: {exc})"
+    doc = (module.__doc__ or "").strip().splitlines()
+    return doc[0] if doc else ""
+
+
+def _list(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    registry = import_module("normspec.adapters.registry")
+    methods: tuple[str, ...] = import_module("normspec.reference").METHODS
+    out = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 160)
+
+    table = Table(title="methods", title_justify="left")
+    table.add_column("method")
+    table.add_column("description")
+    for m in methods:
+        table.add_row(m, _method_line(m))
+    out.print(table)
+
+    specs = list(dict.fromkeys(args.adapter or registry.available()))
+    if not specs:
+        out.print("no adapters registered (entry-point group normspec.adapters)")
+        return EXIT_OK
+    adapters = Table(title="adapters", title_justify="left")
+    for col in ("adapter", "target", "versions", "devices"):
+        adapters.add_column(col)
+    loaded = []
+    for spec in specs:
+        target = registry.available().get(spec, spec)
+        try:
+            adapter = registry.load(spec)
+            versions = ", ".join(f"{k} {v}" for k, v in adapter.versions().items())
+            devices = ", ".join(adapter.devices())
+        except registry.AdapterLoadError as exc:
+            raise _usage(exc) from None
+        except Exception as exc:  # a broken or uninstalled framework: shown, not fatal
+            adapters.add_row(spec, target, f"[red]unavailable: {type(exc).__name__}: {exc}[/]",
+                             "")
+            continue
+        adapters.add_row(adapter.name, target, versions, devices)
+        loaded.append(adapter)
+    out.print(adapters)
+
+    marks = {"native": "[green]native[/]", "composed": "[cyan]composed[/]"}
+    for adapter in loaded:
+        matrix = Table(title=f"{adapter.name} on {args.device}", title_justify="left")
+        matrix.add_column("method")
+        for d in DTYPES:
+            matrix.add_column(d)
+        notes: dict[str, str] = {}
+        for m in methods:
+            cells = []
+            for d in DTYPES:
+                try:
+                    s = adapter.support(m, d, args.device)
+                except Exception as exc:
+                    cells.append(f"[red]error: {exc}[/]")
+                    continue
+                if s.supported:
+                    cells.append(marks.get(s.kind, s.kind))
+                else:
+                    cells.append("[dim]unsupported[/]")
+                    notes.setdefault(s.reason, f"{m} {d}")
+            matrix.add_row(m, *cells)
+        out.print(matrix)
+        for reason, first in notes.items():
+            out.print(f"  unsupported ({first}, ...): {reason}", markup=False, highlight=False)
+    return EXIT_OK
+
+
+__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "register"]

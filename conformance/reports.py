@@ -1,0 +1,231 @@
+"""Reports of a run: JSON (``spec/report.schema.json``), JUnit XML, Markdown and a rich table.
+
+Every writer takes a :class:`~.results.Report` and never raises on odd content (NaN errors,
+long messages, non-ASCII), so reports can always be written, even after an interrupted run.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from .results import Report, Result, counts, worst_headroom
+
+SCHEMA_NAME = "report.schema.json"
+_SUMMARY_STATUSES = ("pass", "fail", "xfail", "xpass", "error", "skip")
+
+
+# JSON -----------------------------------------------------------------------------------------
+
+
+def report_schema() -> dict[str, Any]:
+    """The JSON Schema of the JSON report (``spec/report.schema.json``)."""
+    text = resources.files("normspec.spec").joinpath(SCHEMA_NAME).read_text(encoding="utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+def validate_report(document: Any) -> None:
+    """Raise ``jsonschema.ValidationError`` when ``document`` is not a valid JSON report."""
+    # jsonschema ships no type information; imported here so writing reports never needs it.
+    jsonschema: Any = importlib.import_module("jsonschema")
+    schema = report_schema()
+    jsonschema.validators.validator_for(schema)(schema).validate(document)
+
+
+def write_json(report: Report, path: Path) -> None:
+    """Write the JSON report (UTF-8, strict JSON: no NaN or Infinity)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(report.to_dict(), indent=1, allow_nan=False, ensure_ascii=False)
+    path.write_text(text + "\n", encoding="utf-8")
+
+
+# Grouping -------------------------------------------------------------------------------------
+
+
+def groups(results: Iterable[Result]) -> Iterator[tuple[tuple[str, str, str, str], list[Result]]]:
+    """Results grouped by (adapter, device, method, dtype), in first-seen order."""
+    table: dict[tuple[str, str, str, str], list[Result]] = {}
+    for r in results:
+        table.setdefault((r.adapter, r.device, r.method, r.dtype), []).append(r)
+    yield from table.items()
+
+
+def _headroom_text(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"
+
+
+# JUnit XML ------------------------------------------------------------------------------------
+
+# XML 1.0 forbids most control characters; adapter tracebacks can contain them.
+_XML_BAD = {i: None for i in range(32) if chr(i) not in "\t\n\r"}
+
+
+def _xml_text(text: str) -> str:
+    return text.translate(_XML_BAD)
+
+
+def junit_tree(report: Report) -> ET.ElementTree[ET.Element[str]]:
+    """The JUnit XML tree: one ``testsuite`` per adapter and device, one ``testcase`` per id.
+
+    Mapping of statuses (as pytest's junitxml does it): fail and xpass -> ``failure``,
+    error -> ``error``, skip and xfail -> ``skipped``.
+    """
+    root = ET.Element("testsuites", name="normspec")
+    suites: dict[tuple[str, str], list[Result]] = {}
+    for r in report.results:
+        suites.setdefault((r.adapter, r.device), []).append(r)
+    total = counts(report.results)
+    root.set("tests", str(len(report.results)))
+    root.set("failures", str(total["fail"] + total["xpass"]))
+    root.set("errors", str(total["error"]))
+    root.set("skipped", str(total["skip"] + total["xfail"]))
+    root.set("time", f"{float(report.meta.get('wall_time_s', 0.0)):.3f}")
+    for (adapter, device), results in suites.items():
+        c = counts(results)
+        suite = ET.SubElement(root, "testsuite", {
+            "name": f"normspec.{adapter}.{device}", "tests": str(len(results)),
+            "failures": str(c["fail"] + c["xpass"]), "errors": str(c["error"]),
+            "skipped": str(c["skip"] + c["xfail"]),
+            "time": f"{sum(r.duration_s for r in results):.3f}",
+            "timestamp": str(report.meta.get("started", "")),
+            "hostname": str(report.meta.get("hostname", "")),
+        })
+        props = ET.SubElement(suite, "properties")
+        for key, value in report.versions_of(adapter).items():
+            ET.SubElement(props, "property", name=key, value=_xml_text(value))
+        for r in results:
+            case = ET.SubElement(suite, "testcase", {
+                "classname": f"normspec.{adapter}.{device}.{r.method}", "name": r.id,
+                "time": f"{r.duration_s:.6f}"})
+            text = _xml_text(r.message)
+            first = text.split("\n", 1)[0]
+            if r.status in ("fail", "xpass"):
+                ET.SubElement(case, "failure", message=first, type=r.status).text = text
+            elif r.status == "error":
+                ET.SubElement(case, "error", message=first, type="error").text = text
+            elif r.status in ("skip", "xfail"):
+                ET.SubElement(case, "skipped", message=first,
+                              type="normspec.xfail" if r.status == "xfail" else "normspec.skip")
+    return ET.ElementTree(root)
+
+
+def write_junit(report: Report, path: Path) -> None:
+    """Write the JUnit XML report."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tree = junit_tree(report)
+    ET.indent(tree)
+    tree.write(path, encoding="utf-8", xml_declaration=True)
+
+
+# Markdown -------------------------------------------------------------------------------------
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def markdown(report: Report, max_details: int = 50) -> str:
+    """The Markdown report: a summary table per adapter, then the failing results in detail."""
+    meta = report.meta
+    lines = ["# normspec conformance report", ""]
+    lines.append(f"normspec {meta.get('normspec_version', '?')}, {meta.get('platform', '?')}, "
+                 f"Python {meta.get('python', '?')}; started {meta.get('started', '?')}, "
+                 f"wall time {float(meta.get('wall_time_s', 0.0)):.1f} s.")
+    if meta.get("interrupted"):
+        lines.append("")
+        lines.append("**The run was interrupted; the results below are incomplete.**")
+    for a in report.adapters:
+        versions = ", ".join(f"{k} {v}" for k, v in a.versions.items()) or "no versions"
+        lines += ["", f"## {a.name} ({versions})", ""]
+        if a.load_error:
+            lines += ["The adapter failed to load:", "", "```", a.load_error, "```"]
+            continue
+        lines.append("| method | dtype | device | " + " | ".join(_SUMMARY_STATUSES)
+                     + " | worst headroom |")
+        lines.append("|---|---|---|" + "---:|" * (len(_SUMMARY_STATUSES) + 1))
+        for (adapter, device, method, dtype), results in groups(report.results):
+            if adapter != a.name:
+                continue
+            c = counts(results)
+            cells = " | ".join(str(c[s]) for s in _SUMMARY_STATUSES)
+            lines.append(f"| {method} | {dtype} | {device} | {cells} | "
+                         f"{_headroom_text(worst_headroom(results))} |")
+    bad = [r for r in report.results if r.status in ("fail", "error", "xpass")]
+    if bad:
+        lines += ["", "## Failures", ""]
+        for r in bad[:max_details]:
+            lines += [f"### {r.adapter}: `{r.id}` ({r.status})", "", "```",
+                      r.message.strip(), "```", ""]
+        if len(bad) > max_details:
+            lines.append(f"... and {len(bad) - max_details} more (see the JSON report).")
+    xfails = [r for r in report.results if r.status == "xfail"]
+    if xfails:
+        lines += ["", "## Expected failures (ledger)", "", "| adapter | test id | reason |",
+                  "|---|---|---|"]
+        lines += [f"| {r.adapter} | `{r.id}` | {_md_cell(r.ledger)} |" for r in xfails]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write_markdown(report: Report, path: Path) -> None:
+    """Write the Markdown report."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(markdown(report), encoding="utf-8")
+
+
+# Terminal -------------------------------------------------------------------------------------
+
+
+def summary_table(report: Report) -> Table:
+    """The closing summary: method x dtype per adapter, status counts and the worst headroom."""
+    table = Table(title="normspec conformance summary", show_lines=False)
+    for col in ("adapter", "device", "method", "dtype"):
+        table.add_column(col)
+    styles = {"pass": "green", "fail": "red", "xfail": "yellow", "xpass": "red",
+              "error": "red", "skip": "dim"}
+    for s in _SUMMARY_STATUSES:
+        table.add_column(s, justify="right", style=styles[s])
+    table.add_column("worst headroom", justify="right")
+    for (adapter, device, method, dtype), results in groups(report.results):
+        c = counts(results)
+        worst = worst_headroom(results)
+        style = "red" if worst is not None and (math.isnan(worst) or worst > 1) else ""
+        table.add_row(adapter, device, method, dtype, *(str(c[s]) for s in _SUMMARY_STATUSES),
+                      f"[{style}]{_headroom_text(worst)}[/]" if style else _headroom_text(worst))
+    return table
+
+
+def print_summary(report: Report, console: Console, max_failures: int = 20) -> None:
+    """Print the failing results (first lines and repro commands) and the summary table."""
+    bad = [r for r in report.results if r.status in ("fail", "error", "xpass")]
+    for r in bad[:max_failures]:
+        console.print(f"[bold red]{r.status.upper()}[/] {r.adapter} {r.id}", highlight=False)
+        lines = r.message.strip().splitlines()
+        # The head explains, the last line (the repro command) is what to do next.
+        shown = lines if len(lines) <= 12 else [*lines[:10], "...", lines[-1]]
+        console.print("\n".join("  " + line for line in shown), markup=False, highlight=False)
+    if len(bad) > max_failures:
+        console.print(f"... and {len(bad) - max_failures} more failing results (see the reports)")
+    for a in report.adapters:
+        if a.load_error:
+            console.print(f"[bold red]adapter {a.spec!r} failed to load:[/]")
+            console.print(a.load_error, markup=False, highlight=False)
+    if report.results:
+        console.print(summary_table(report))
+    c = counts(report.results)
+    verdict = "[bold red]FAILED[/]" if report.failed else "[bold green]PASSED[/]"
+    console.print(f"{verdict} " + ", ".join(f"{c[s]} {s}" for s in _SUMMARY_STATUSES)
+                  + f" in {float(report.meta.get('wall_time_s', 0.0)):.1f} s")
+
+
+__all__ = ["SCHEMA_NAME", "groups", "junit_tree", "markdown", "print_summary", "report_schema",
+           "summary_table", "validate_report", "write_json", "write_junit", "write_markdown"]

@@ -1,0 +1,315 @@
+"""Golden vectors from the catalogs: draw, round to each dtype, evaluate the float64 reference.
+
+For every case and dtype: the inputs, the cotangent and the tangents are drawn in float64 from
+``np.random.default_rng(seed)``, rounded to the dtype under test, and the reference's forward,
+VJP, JVP and second order are computed *from the rounded values*. Nothing here runs at import
+time; :func:`build` is called by ``normspec vectors build`` and ``check`` only.
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import ml_dtypes
+import numpy as np
+import numpy.typing as npt
+
+from .catalog import CaseSpec, Catalog, catalog_methods, load_catalog
+from .sampling import HUGE, NONFINITE_KINDS, TINY, Sample, draw
+from .storage import (
+    DTYPES,
+    MANIFEST_NAME,
+    STORAGE_CODE,
+    Traversable,
+    default_cases_root,
+    encode,
+    numpy_dtype,
+    reference_module,
+    round_to,
+    sha256,
+)
+
+FORMAT_VERSION = 1
+TOLERANCE_CLASSES: tuple[str, ...] = (
+    "output", "statistic", "state", "input_grad", "param_grad", "jvp", "second_order",
+)
+"""Each expected quantity belongs to one class; the tolerance table is keyed by
+(method, dtype, class). See spec/FORMAT.md."""
+STATE_OUTPUTS = frozenset({"running_mean", "running_var", "num_batches_tracked"})
+
+FloatArray = npt.NDArray[np.float64]
+
+
+def tolerance_class(quantity: str) -> str:
+    """The tolerance class of a quantity name such as ``forward/y`` or ``vjp/weight``."""
+    check, _, key = quantity.partition("/")
+    if check == "forward":
+        return "output" if key == "y" else "state" if key in STATE_OUTPUTS else "statistic"
+    if check == "vjp":
+        return "input_grad" if key == "x" else "param_grad"
+    if check in ("jvp", "second_order"):
+        return check
+    raise ValueError(f"argument 'quantity': got {quantity!r}, expected forward/..., vjp/..., "
+                     "jvp or second_order/...")
+
+
+@dataclass(frozen=True)
+class Drawn:
+    """A case's draws, before any rounding: the same for every dtype."""
+
+    samples: Mapping[str, Sample]
+    cotangent: FloatArray
+    tangents: Mapping[str, FloatArray]
+    """Unit-scale draws; tangent of input ``n`` is ``tangents[n] * samples[n].scale_for(dtype)``."""
+
+
+def draw_case(case: CaseSpec) -> Drawn:
+    """Draw inputs (in :attr:`CaseSpec.inputs` order), then the cotangent, then tangents."""
+    rng = np.random.default_rng(case.seed)
+    where = f"{case.source}: case {case.name!r}"
+    samples = {n: draw(case.dists[n], rng, case.shapes[n], f"{where}: inputs.{n}")
+               for n in case.inputs}
+    # Every method here maps x to a y of x's shape; build() verifies it.
+    cotangent = rng.standard_normal(case.shape)
+    tangents = {p: rng.standard_normal(case.shapes[p]) for p in case.present}
+    return Drawn(samples=samples, cotangent=cotangent, tangents=tangents)
+
+
+@dataclass(frozen=True)
+class CaseVectors:
+    """One case in one dtype: the tensors to store and what the manifest says about them."""
+
+    name: str
+    tensors: dict[str, npt.NDArray[Any]]
+    quantities: dict[str, str]
+    record: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Skip:
+    name: str
+    reason: str
+
+
+def _finfo(dtype: str) -> Any:
+    return ml_dtypes.finfo(numpy_dtype(dtype))  # type: ignore[no-untyped-call, unused-ignore]
+
+
+def _rounded(dtype: str, label: str, values: FloatArray) -> tuple[npt.NDArray[Any], str | None]:
+    stored = round_to(dtype, values)
+    back = stored.astype(np.float64)
+    overflow = np.isfinite(values) & ~np.isfinite(back)
+    if not overflow.any():
+        return stored, None
+    worst = float(np.max(np.abs(values[overflow])))
+    largest = float(_finfo(dtype).max)
+    return stored, (f"rounding {label} to {dtype} overflows (|value| up to {worst:.4g}, the "
+                    f"largest finite {dtype} is {largest:.5g})")
+
+
+def _beyond_range(dtype: str, value: FloatArray) -> bool:
+    """Whether a finite nonzero value lies outside the dtype's normal range."""
+    info = _finfo(dtype)
+    mag = np.abs(value[np.isfinite(value) & (value != 0)])
+    return bool(mag.size) and bool(
+        (mag.max() > float(info.max)) or (mag.min() < float(info.smallest_normal)))
+
+
+def _reference(case: CaseSpec, dtype: str, values: Mapping[str, FloatArray], g: FloatArray,
+               t: Mapping[str, FloatArray]) -> dict[str, FloatArray]:
+    module = reference_module(case.method)
+    args = [values.get(p) for p in case.primals]
+    kw: dict[str, Any] = {s: values[s] for s in case.state}
+    kw.update(case.hyper)
+    try:
+        # NaN/Inf cases are meant to produce IEEE warnings; the results are checked below.
+        with np.errstate(all="ignore"):
+            fwd = module.forward(*args, **kw)
+            vjp = module.vjp(*args, cotangent=g, **kw)
+            jvp = module.jvp(*args, tangent=dict(t), **kw)
+            so = module.second_order(*args, cotangent=g, tangent=dict(t), **kw)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{case.source}: case {case.name!r} ({dtype}): the reference "
+                         f"rejects it: {exc}") from exc
+    out = {f"forward/{k}": v for k, v in fwd.items()}
+    out.update({f"vjp/{k}": v for k, v in vjp.items()})
+    out["jvp"] = jvp
+    out.update({f"second_order/{k}": v for k, v in so.items()})
+    for q, v in out.items():
+        if not isinstance(v, np.ndarray) or v.dtype != np.float64:
+            raise TypeError(f"reference {case.method}: {q} of case {case.name!r} is not a "
+                            f"float64 array ({type(v).__name__})")
+    if out["forward/y"].shape != case.shape:
+        raise ValueError(f"reference {case.method}: y of case {case.name!r} has shape "
+                         f"{out['forward/y'].shape}, expected x's shape {case.shape}")
+    return out
+
+
+def case_vectors(case: CaseSpec, drawn: Drawn, dtype: str) -> CaseVectors | Skip:
+    """The stored tensors of ``case`` in ``dtype``, or why the case is skipped there."""
+    if dtype not in case.dtypes:
+        return Skip(case.name, f"the catalog limits this case to dtypes {list(case.dtypes)}")
+    tensors: dict[str, npt.NDArray[Any]] = {}
+    scales = {n: s.scale_for(dtype) for n, s in drawn.samples.items()}
+    raw = {f"inputs/{n}": s.values(dtype) for n, s in drawn.samples.items()}
+    raw["cotangent"] = drawn.cotangent
+    raw.update({f"tangent/{n}": t * scales[n] for n, t in drawn.tangents.items()})
+    exact: dict[str, FloatArray] = {}
+    for label, draws in raw.items():
+        stored, overflow = _rounded(dtype, label, draws)
+        if overflow:
+            return Skip(case.name, overflow)
+        tensors[f"{case.name}/{label}"] = stored
+        exact[label] = stored.astype(np.float64)
+    values = {n: exact[f"inputs/{n}"] for n in drawn.samples}
+    tangents = {n: exact[f"tangent/{n}"] for n in drawn.tangents}
+    expected = _reference(case, dtype, values, exact["cotangent"], tangents)
+    nonfinite = [q for q, v in expected.items() if not np.isfinite(v).all()]
+    finite_inputs = all(np.isfinite(v).all() for v in values.values())
+    if nonfinite and finite_inputs and not case.expect_nonfinite:
+        raise ValueError(f"{case.source}: case {case.name!r} ({dtype}): {nonfinite[0]} has "
+                         "NaN/Inf although every input is finite; fix the case or declare "
+                         "expect_nonfinite = true")
+    for q, v in expected.items():
+        tensors[f"{case.name}/{q}"] = np.ascontiguousarray(v)
+    record = {
+        "name": case.name,
+        "scales": scales,
+        "nonfinite": bool(nonfinite),
+        "beyond_dtype_range": sorted(q for q, v in expected.items() if _beyond_range(dtype, v)),
+    }
+    quantities = {q: tolerance_class(q) for q in expected}
+    return CaseVectors(case.name, tensors, quantities, record)
+
+
+def _case_entry(case: CaseSpec, quantities: Mapping[str, str]) -> dict[str, Any]:
+    inputs = {n: {"shape": list(case.shapes[n]),
+                  "role": "primal" if n in case.present else "state",
+                  "dist": case.dists[n].to_json()} for n in case.inputs}
+    return {
+        "name": case.name, "seed": case.seed, "description": case.description,
+        "hyper": dict(case.hyper), "present": list(case.present), "state": list(case.state),
+        "inputs": inputs, "tangents": list(case.present), "quantities": dict(quantities),
+        "expect_nonfinite": case.expect_nonfinite,
+        "nonfinite_inputs": any(case.dists[n].kind in NONFINITE_KINDS for n in case.inputs),
+    }
+
+
+@dataclass
+class MethodVectors:
+    """Everything built for one method: its manifest entry and its files' bytes."""
+
+    method: str
+    entry: dict[str, Any]
+    files: dict[str, bytes] = field(default_factory=dict)
+    """Relative path (``<method>/<dtype>.safetensors``) -> bytes."""
+
+
+def build_method(catalog: Catalog, dtypes: Sequence[str] = DTYPES) -> MethodVectors:
+    """Vectors of every case of ``catalog`` in every dtype."""
+    draws = {case.name: draw_case(case) for case in catalog.cases}
+    quantities: dict[str, dict[str, str]] = {}
+    out = MethodVectors(catalog.method, {})
+    dtype_entries: dict[str, Any] = {}
+    for dtype in dtypes:
+        tensors: dict[str, npt.NDArray[Any]] = {}
+        records, skipped = [], []
+        for case in catalog.cases:
+            result = case_vectors(case, draws[case.name], dtype)
+            if isinstance(result, Skip):
+                skipped.append({"name": result.name, "reason": result.reason})
+                continue
+            previous = quantities.setdefault(case.name, result.quantities)
+            if previous != result.quantities:
+                raise ValueError(f"{case.source}: case {case.name!r}: the reference returns "
+                                 f"different quantities in {dtype}: {sorted(result.quantities)}"
+                                 f" vs {sorted(previous)}")
+            tensors.update(result.tensors)
+            records.append(result.record)
+        path = f"{catalog.method}/{dtype}.safetensors"
+        data = encode(tensors, {"format_version": FORMAT_VERSION, "method": catalog.method,
+                                "dtype": dtype})
+        out.files[path] = data
+        dtype_entries[dtype] = {"file": path, "sha256": sha256(data), "bytes": len(data),
+                                "storage": STORAGE_CODE[dtype], "cases": records,
+                                "skipped": skipped}
+    never = [c.name for c in catalog.cases if c.name not in quantities]
+    if never:
+        raise ValueError(f"{catalog.source}: case(s) {never} are skipped in every dtype")
+    out.entry = {
+        "catalog": f"cases/{catalog.method}.toml",
+        "description": catalog.description,
+        "primals": list(catalog.cases[0].primals),
+        "cases": [_case_entry(c, quantities[c.name]) for c in catalog.cases],
+        "dtypes": dtype_entries,
+    }
+    return out
+
+
+def _version(dist: str) -> str:
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def generator_info() -> dict[str, str]:
+    """What produced the vectors; ``vectors check`` reports but does not compare it."""
+    return {"name": "normspec", "version": _version("normspec"), "numpy": np.__version__,
+            "ml_dtypes": _version("ml_dtypes"), "safetensors": _version("safetensors"),
+            "python": platform.python_version()}
+
+
+def build(methods: Sequence[str] | None = None, cases_root: Traversable | Path | None = None
+          ) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """Build the manifest and the files' bytes for ``methods`` (default: every catalog)."""
+    root = default_cases_root() if cases_root is None else cases_root
+    chosen = tuple(catalog_methods(root)) if methods is None else tuple(methods)
+    built = [build_method(load_catalog(m, root)) for m in chosen]
+    manifest: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "generator": generator_info(),
+        "dtypes": {d: {"storage": STORAGE_CODE[d], "tiny": TINY[d], "huge": HUGE[d]}
+                   for d in DTYPES},
+        "tolerance_classes": list(TOLERANCE_CLASSES),
+        "methods": {b.method: b.entry for b in built},
+    }
+    files = {path: data for b in built for path, data in b.files.items()}
+    return manifest, files
+
+
+def write(out: Path, manifest: Mapping[str, Any], files: Mapping[str, bytes]) -> None:
+    """Write ``files`` and the manifest under ``out``; remove vector files no longer built."""
+    from .manifest import dumps
+
+    out.mkdir(parents=True, exist_ok=True)
+    stale = {p.relative_to(out).as_posix() for p in out.glob("*/*.safetensors")} - set(files)
+    for rel in sorted(stale):
+        (out / rel).unlink()
+    for rel, data in files.items():
+        target = out / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    for folder in out.iterdir():
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+    (out / MANIFEST_NAME).write_text(dumps(manifest), encoding="utf-8")
+
+
+def sizes(manifest: Mapping[str, Any]) -> dict[str, int]:
+    """Bytes of vector files per method, from a manifest."""
+    return {m: sum(d["bytes"] for d in entry["dtypes"].values())
+            for m, entry in manifest["methods"].items()}
+
+
+SIZE_BUDGET = 30_000_000
+"""Committed vectors (files and manifest) stay within 30 MB (issue 2)."""
+
+
+__all__ = ["FORMAT_VERSION", "SIZE_BUDGET", "TOLERANCE_CLASSES", "build", "build_method",
+           "case_vectors", "draw_case", "generator_info", "sizes", "tolerance_class", "write"]

@@ -1,0 +1,330 @@
+"""Reading the golden vectors: the manifest (schema-validated) and typed case records.
+
+>>> manifest = load_manifest()                                  # doctest: +SKIP
+>>> case = next(manifest.cases("layer_norm", "float32"))         # doctest: +SKIP
+>>> case.args, case.hyper, case.expected["forward/y"]            # doctest: +SKIP
+
+Every file is checked against the sha256 in the manifest before it is used, and every error
+names the file it is about (:class:`~.storage.VectorFormatError`).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from .storage import (
+    MANIFEST_NAME,
+    SCHEMA_NAME,
+    Traversable,
+    VectorFormatError,
+    decode,
+    default_vectors_root,
+    describe,
+    sha256,
+    spec_root,
+    storage_code,
+)
+
+FloatArray = npt.NDArray[np.float64]
+
+
+def dumps(manifest: Mapping[str, Any]) -> str:
+    """The manifest's canonical JSON text (sorted keys, strict JSON: no NaN or Infinity)."""
+    return json.dumps(manifest, indent=1, sort_keys=True, allow_nan=False) + "\n"
+
+
+def load_schema() -> dict[str, Any]:
+    """The JSON Schema of the manifest, from the installed spec/."""
+    schema: dict[str, Any] = json.loads(
+        spec_root().joinpath(SCHEMA_NAME).read_text(encoding="utf-8"))
+    return schema
+
+
+def _inline_refs(node: Any, defs: Mapping[str, Any]) -> Any:
+    """The schema with its local ``{"$ref": "#/$defs/..."}`` replaced by the definitions.
+
+    The schema has no recursion; inlining halves jsonschema's validation time, which
+    otherwise spends it resolving references.
+    """
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and len(node) == 1 and ref.startswith("#/$defs/"):
+            return _inline_refs(defs[ref.rsplit("/", 1)[1]], defs)
+        return {k: _inline_refs(v, defs) for k, v in node.items() if k != "$defs"}
+    if isinstance(node, list):
+        return [_inline_refs(v, defs) for v in node]
+    return node
+
+
+@functools.lru_cache(maxsize=1)
+def _validator() -> Any:
+    from jsonschema import (  # type: ignore[import-untyped, unused-ignore]
+        Draft202012Validator,
+    )
+
+    schema = load_schema()
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(_inline_refs(schema, schema.get("$defs", {})))
+
+
+_VALID_DIGESTS: set[str] = set()
+"""sha256 of manifest texts that passed the schema in this process (validation takes
+seconds on the full manifest, and a run or a check loads the same text more than once)."""
+
+
+def validate(data: object, source: str, digest: str | None = None) -> None:
+    """Raise :class:`VectorFormatError` naming ``source`` unless ``data`` fits the schema.
+
+    Beyond the schema, each method's dtype entries must cover its cases exactly once and each
+    file must sit at ``<method>/<dtype>.safetensors``. ``digest`` (the sha256 of the text
+    ``data`` was parsed from) lets a text that already passed skip the schema pass.
+    """
+    from jsonschema.exceptions import (  # type: ignore[import-untyped, unused-ignore]
+        best_match,
+    )
+
+    if digest is None or digest not in _VALID_DIGESTS:
+        error = best_match(_validator().iter_errors(data))
+        if error is not None:
+            where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+            raise VectorFormatError(f"{source}: does not match {SCHEMA_NAME} at {where}: "
+                                    f"{error.message}")
+    assert isinstance(data, dict)
+    for method, entry in data["methods"].items():
+        names = [c["name"] for c in entry["cases"]]
+        if len(set(names)) != len(names):
+            raise VectorFormatError(f"{source}: methods/{method}: duplicate case names")
+        for dtype, d in entry["dtypes"].items():
+            if d["file"] != f"{method}/{dtype}.safetensors":
+                raise VectorFormatError(f"{source}: methods/{method}/dtypes/{dtype}/file: got "
+                                        f"{d['file']!r}, expected '{method}/{dtype}.safetensors'")
+            covered = [r["name"] for r in d["cases"]] + [s["name"] for s in d["skipped"]]
+            if sorted(covered) != sorted(names):
+                raise VectorFormatError(
+                    f"{source}: methods/{method}/dtypes/{dtype}: cases and skipped list "
+                    f"{sorted(covered)}, expected each of {sorted(names)} exactly once")
+    if digest is not None:
+        _VALID_DIGESTS.add(digest)
+
+
+@dataclass(frozen=True)
+class VectorCase:
+    """One golden-vector case in one dtype; every array is float64.
+
+    Inputs, cotangent and tangents hold exactly the values stored in the dtype under test
+    (converted to float64 without rounding); expected quantities are the float64 reference.
+    """
+
+    method: str
+    dtype: str
+    name: str
+    seed: int
+    description: str
+    hyper: Mapping[str, Any]
+    """Hyperparameters, keyword arguments of the reference (JSON values)."""
+    primals: tuple[str, ...]
+    """The method's differentiable inputs in call order."""
+    present: tuple[str, ...]
+    """The primals this case passes; the others are None."""
+    inputs: Mapping[str, FloatArray]
+    """Present primals and state inputs (running statistics) by name."""
+    cotangent: FloatArray
+    tangent: Mapping[str, FloatArray]
+    """One tangent per present primal; the JVP and second order use all of them together."""
+    expected: Mapping[str, FloatArray]
+    """Quantity name (``forward/y``, ``vjp/x``, ``jvp``, ``second_order/x``...) -> value."""
+    tolerance: Mapping[str, str]
+    """Quantity name -> tolerance class."""
+    nonfinite: bool
+    """Whether some expected value is NaN or Inf."""
+    beyond_dtype_range: tuple[str, ...]
+    """Quantities with finite values outside the dtype's normal range (|v| > max or
+    0 < |v| < smallest normal): the dtype cannot hold them to full relative precision."""
+    scales: Mapping[str, float]
+    """Scale of each input's distribution in this dtype (its tangent has this scale)."""
+
+    @property
+    def args(self) -> tuple[FloatArray | None, ...]:
+        """Positional primals for a reference-style call (None where absent)."""
+        return tuple(self.inputs.get(p) if p in self.present else None for p in self.primals)
+
+    @property
+    def state(self) -> dict[str, FloatArray]:
+        """Non-differentiated array inputs, passed by keyword."""
+        return {k: v for k, v in self.inputs.items() if k not in self.present}
+
+    def _check(self, check: str) -> dict[str, FloatArray]:
+        prefix = check + "/"
+        return {q[len(prefix):]: v for q, v in self.expected.items() if q.startswith(prefix)}
+
+    @property
+    def forward(self) -> dict[str, FloatArray]:
+        """Expected ``y``, statistics and updated state, keyed like the reference's forward."""
+        return self._check("forward")
+
+    @property
+    def vjp(self) -> dict[str, FloatArray]:
+        return self._check("vjp")
+
+    @property
+    def jvp(self) -> FloatArray:
+        return self.expected["jvp"]
+
+    @property
+    def second_order(self) -> dict[str, FloatArray]:
+        return self._check("second_order")
+
+    @property
+    def id(self) -> str:
+        """A stable readable id, ``method[case]-dtype``."""
+        return f"{self.method}[{self.name}]-{self.dtype}"
+
+
+def _frozen(d: Mapping[str, Any]) -> Mapping[str, Any]:
+    return MappingProxyType(dict(d))
+
+
+@dataclass
+class Manifest:
+    """A validated manifest and the directory its files live in."""
+
+    data: Mapping[str, Any]
+    root: Traversable
+    source: str
+    _files: dict[tuple[str, str], Mapping[str, npt.NDArray[Any]]] = field(
+        default_factory=dict, repr=False)
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        return tuple(self.data["methods"])
+
+    def _method(self, method: str) -> Mapping[str, Any]:
+        if method not in self.data["methods"]:
+            raise ValueError(f"argument 'method': got {method!r}, expected one of "
+                             f"{list(self.methods)} (the methods in {self.source})")
+        entry: Mapping[str, Any] = self.data["methods"][method]
+        return entry
+
+    def _dtype(self, method: str, dtype: str) -> Mapping[str, Any]:
+        entries = self._method(method)["dtypes"]
+        if dtype not in entries:
+            raise ValueError(f"argument 'dtype': got {dtype!r}, expected one of "
+                             f"{list(entries)} (the dtypes of {method} in {self.source})")
+        entry: Mapping[str, Any] = entries[dtype]
+        return entry
+
+    def dtypes(self, method: str) -> tuple[str, ...]:
+        return tuple(self._method(method)["dtypes"])
+
+    def case_names(self, method: str, dtype: str) -> tuple[str, ...]:
+        """Cases with vectors in ``dtype``, in catalog order."""
+        return tuple(r["name"] for r in self._dtype(method, dtype)["cases"])
+
+    def skipped(self, method: str, dtype: str) -> tuple[tuple[str, str], ...]:
+        """``(case, reason)`` for each case without vectors in ``dtype``."""
+        return tuple((s["name"], s["reason"]) for s in self._dtype(method, dtype)["skipped"])
+
+    def file_source(self, method: str, dtype: str) -> str:
+        return describe(self.root, *self._dtype(method, dtype)["file"].split("/"))
+
+    def tensors(self, method: str, dtype: str) -> Mapping[str, npt.NDArray[Any]]:
+        """All tensors of one file, after checking its sha256 against the manifest."""
+        key = (method, dtype)
+        if key not in self._files:
+            entry = self._dtype(method, dtype)
+            source = self.file_source(method, dtype)
+            resource = self.root.joinpath(*entry["file"].split("/"))
+            try:
+                data = resource.read_bytes()
+            except OSError as exc:
+                raise VectorFormatError(f"{source}: cannot be read ({exc.strerror or exc})"
+                                        ) from None
+            digest = sha256(data)
+            if digest != entry["sha256"]:
+                raise VectorFormatError(
+                    f"{source}: sha256 {digest} does not match {entry['sha256']} recorded in "
+                    f"{self.source}; the file was modified or corrupted (restore it, or "
+                    "regenerate all vectors with `normspec vectors build`)")
+            self._files[key] = _frozen(decode(data, source))
+        return self._files[key]
+
+    def cases(self, method: str, dtype: str, names: Sequence[str] | None = None
+              ) -> Iterator[VectorCase]:
+        """The cases of ``method`` in ``dtype`` (all, or ``names`` in that order)."""
+        available = self.case_names(method, dtype)
+        wanted = available if names is None else tuple(names)
+        unknown = [n for n in wanted if n not in available]
+        if unknown:
+            raise ValueError(f"argument 'names': got {unknown}, expected cases of {method} in "
+                             f"{dtype}: {list(available)}")
+        for name in wanted:
+            yield self.case(method, dtype, name)
+
+    def case(self, method: str, dtype: str, name: str) -> VectorCase:
+        entry = self._dtype(method, dtype)
+        spec = next((c for c in self._method(method)["cases"] if c["name"] == name), None)
+        record = next((r for r in entry["cases"] if r["name"] == name), None)
+        if spec is None or record is None:
+            raise ValueError(f"argument 'name': got {name!r}, expected a case of {method} in "
+                             f"{dtype}: {list(self.case_names(method, dtype))}")
+        tensors = self.tensors(method, dtype)
+        source = self.file_source(method, dtype)
+
+        def get(suffix: str, code: str, shape: Sequence[int] | None = None) -> FloatArray:
+            tname = f"{name}/{suffix}"
+            if tname not in tensors:
+                raise VectorFormatError(f"{source}: case {name!r}: tensor {tname!r} is missing")
+            arr = tensors[tname]
+            if storage_code(arr) != code or (shape is not None and list(arr.shape) != list(shape)):
+                raise VectorFormatError(
+                    f"{source}: case {name!r}: tensor {tname!r} is {storage_code(arr)} "
+                    f"{list(arr.shape)}, expected {code} {list(shape) if shape else '(any shape)'}")
+            return np.array(arr, dtype=np.float64)
+
+        storage = entry["storage"]
+        inputs = {n: get(f"inputs/{n}", storage, i["shape"]) for n, i in spec["inputs"].items()}
+        return VectorCase(
+            method=method, dtype=dtype, name=name, seed=spec["seed"],
+            description=spec["description"], hyper=_frozen(spec["hyper"]),
+            primals=tuple(self._method(method)["primals"]), present=tuple(spec["present"]),
+            inputs=_frozen(inputs),
+            cotangent=get("cotangent", storage, spec["inputs"]["x"]["shape"]),
+            tangent=_frozen({n: get(f"tangent/{n}", storage, spec["inputs"][n]["shape"])
+                             for n in spec["tangents"]}),
+            expected=_frozen({q: get(q, "F64") for q in spec["quantities"]}),
+            tolerance=_frozen(spec["quantities"]), nonfinite=record["nonfinite"],
+            beyond_dtype_range=tuple(record["beyond_dtype_range"]),
+            scales=_frozen(record["scales"]))
+
+
+def load_manifest(root: Traversable | Path | str | None = None) -> Manifest:
+    """Load and validate ``<root>/manifest.json`` (default: the installed spec/vectors)."""
+    base: Traversable = default_vectors_root() if root is None else (
+        Path(root) if isinstance(root, str) else root)
+    source = describe(base, MANIFEST_NAME)
+    resource = base.joinpath(MANIFEST_NAME)
+    if not resource.is_file():
+        raise VectorFormatError(f"{source}: not found (build the vectors with "
+                                "`normspec vectors build`)")
+    raw = resource.read_bytes()
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise VectorFormatError(f"{source}: not valid JSON ({exc})") from None
+    validate(data, source, sha256(raw))
+    return Manifest(data=data, root=base, source=source)
+
+
+def iter_cases(method: str, dtype: str, root: Traversable | Path | str | None = None
+               ) -> Iterator[VectorCase]:
+    """Shortcut for ``load_manifest(root).cases(method, dtype)``."""
+    return load_manifest(root).cases(method, dtype)

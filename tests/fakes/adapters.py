@@ -1,0 +1,210 @@
+"""Fake adapters built on the float64 reference, each misbehaving in one way.
+
+:class:`ReferenceAdapter` answers every call with the reference itself, so every check passes;
+each subclass breaks one call (``jvp`` by default) in one of the ways the runner must survive:
+raising, a wrong shape, a wrong dtype, a foreign object, an unexpected NaN, a wrong value, a
+missing gradient, hanging, aborting and segfaulting. They are module attributes, so the runner
+loads them as ``fakes.adapters:NAME`` in its worker processes.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from normspec import reference
+from normspec.adapters import Support
+
+Array = np.ndarray
+
+
+class ReferenceAdapter:
+    """A correct adapter: the float64 reference itself (it passes every budget)."""
+
+    name = "fake_reference"
+
+    def versions(self) -> dict[str, str]:
+        return {"numpy": np.__version__, "fake": "1"}
+
+    def devices(self) -> tuple[str, ...]:
+        return ("cpu",)
+
+    def support(self, method: str, dtype: str, device: str) -> Support:
+        if device != "cpu":
+            return Support(False, reason=f"fakes run on cpu only, not {device}")
+        return Support(True, kind="composed", reason="the float64 reference")
+
+    @staticmethod
+    def _split(method: str, inputs: Mapping[str, Any], hyper: Mapping[str, Any]
+               ) -> tuple[list[Any], dict[str, Any]]:
+        module = reference.get(method)
+        args = [inputs.get(p) for p in module.PRIMALS]
+        kw = {k: v for k, v in inputs.items() if k not in module.PRIMALS}
+        kw.update(hyper)
+        return args, kw
+
+    def forward(self, method: str, inputs: Mapping[str, Any], hyper: Mapping[str, Any], *,
+                dtype: str, device: str) -> dict[str, Array]:
+        args, kw = self._split(method, inputs, hyper)
+        with np.errstate(all="ignore"):
+            return dict(reference.get(method).forward(*args, **kw))
+
+    def vjp(self, method: str, inputs: Mapping[str, Any], hyper: Mapping[str, Any],
+            cotangent: Array, *, dtype: str, device: str) -> dict[str, Array]:
+        args, kw = self._split(method, inputs, hyper)
+        with np.errstate(all="ignore"):
+            return dict(reference.get(method).vjp(*args, cotangent=cotangent, **kw))
+
+    def jvp(self, method: str, inputs: Mapping[str, Any], hyper: Mapping[str, Any],
+            tangent: Mapping[str, Array], *, dtype: str, device: str) -> Array:
+        args, kw = self._split(method, inputs, hyper)
+        with np.errstate(all="ignore"):
+            out: Array = reference.get(method).jvp(*args, tangent=dict(tangent), **kw)
+        return out
+
+    def second_order(self, method: str, inputs: Mapping[str, Any], hyper: Mapping[str, Any],
+                     cotangent: Array, tangent: Mapping[str, Array], *, dtype: str,
+                     device: str) -> dict[str, Array]:
+        args, kw = self._split(method, inputs, hyper)
+        with np.errstate(all="ignore"):
+            return dict(reference.get(method).second_order(
+                *args, cotangent=cotangent, tangent=dict(tangent), **kw))
+
+
+class _BadJvp(ReferenceAdapter):
+    """Breaks only ``jvp``: forward and vjp before it and second_order after it still pass."""
+
+    def jvp(self, method: str, inputs: Mapping[str, Any], hyper: Mapping[str, Any],
+            tangent: Mapping[str, Array], *, dtype: str, device: str) -> Array:
+        good = super().jvp(method, inputs, hyper, tangent, dtype=dtype, device=device)
+        return self.bad(good)  # type: ignore[no-any-return]
+
+    def bad(self, good: Array) -> Any:
+        raise NotImplementedError
+
+
+class Raising(_BadJvp):
+    name = "fake_raising"
+
+    def bad(self, good: Array) -> Any:
+        raise RuntimeError("deliberate failure inside the adapter")
+
+
+class WrongShape(_BadJvp):
+    name = "fake_wrong_shape"
+
+    def bad(self, good: Array) -> Any:
+        return good.reshape(-1)[:-1] if good.size > 1 else np.zeros((2, 2))
+
+
+class WrongDtype(_BadJvp):
+    name = "fake_wrong_dtype"
+
+    def bad(self, good: Array) -> Any:
+        return good.astype(np.float32)
+
+
+class Foreign(_BadJvp):
+    name = "fake_foreign"
+
+    def bad(self, good: Array) -> Any:
+        return good.tolist()
+
+
+class Nan(_BadJvp):
+    name = "fake_nan"
+
+    def bad(self, good: Array) -> Any:
+        out = good.copy()
+        out.reshape(-1)[0] = np.nan
+        return out
+
+
+class Off(_BadJvp):
+    """Numerically wrong (by 1%): a ``fail``, not an ``error``."""
+
+    name = "fake_off"
+
+    def bad(self, good: Array) -> Any:
+        return good * 1.01 + 0.01
+
+
+class Hanging(_BadJvp):
+    name = "fake_hanging"
+
+    def bad(self, good: Array) -> Any:
+        time.sleep(600)
+        return good
+
+
+class Aborting(_BadJvp):
+    name = "fake_aborting"
+
+    def bad(self, good: Array) -> Any:
+        os.abort()
+
+
+class Segfaulting(_BadJvp):
+    name = "fake_segfaulting"
+
+    def bad(self, good: Array) -> Any:
+        return ctypes.string_at(0)  # reads address 0: SIGSEGV
+
+
+class MissingGradient(ReferenceAdapter):
+    name = "fake_missing_gradient"
+
+    def vjp(self, method: str, inputs: Mapping[str, Any], hyper: Mapping[str, Any],
+            cotangent: Array, *, dtype: str, device: str) -> dict[str, Array]:
+        out = super().vjp(method, inputs, hyper, cotangent, dtype=dtype, device=device)
+        out.pop("x")
+        return out
+
+
+class Mutating(ReferenceAdapter):
+    """Updates its inputs in place after computing (as in-place running statistics do)."""
+
+    name = "fake_mutating"
+
+    def forward(self, method: str, inputs: Mapping[str, Any], hyper: Mapping[str, Any], *,
+                dtype: str, device: str) -> dict[str, Array]:
+        out = super().forward(method, inputs, hyper, dtype=dtype, device=device)
+        inputs["x"] += 1.0
+        return out
+
+
+class NoHalf(ReferenceAdapter):
+    """Declares float16 unsupported: its results are skips with this reason."""
+
+    name = "fake_no_half"
+
+    def support(self, method: str, dtype: str, device: str) -> Support:
+        if dtype == "float16":
+            return Support(False, reason="no float16 kernels in this fake")
+        return super().support(method, dtype, device)
+
+
+def broken_factory() -> ReferenceAdapter:
+    """A factory that fails: the adapter cannot load."""
+    raise ImportError("deliberately missing dependency")
+
+
+REFERENCE = ReferenceAdapter()
+RAISING = Raising()
+WRONG_SHAPE = WrongShape()
+WRONG_DTYPE = WrongDtype()
+FOREIGN = Foreign()
+NAN = Nan()
+OFF = Off()
+HANGING = Hanging()
+ABORTING = Aborting()
+SEGFAULTING = Segfaulting()
+MISSING_GRADIENT = MissingGradient()
+NO_HALF = NoHalf()
+MUTATING = Mutating()
+NOT_AN_ADAPTER = object()
