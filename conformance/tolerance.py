@@ -53,7 +53,7 @@ MAX_FIRST_INDICES = 5
 
 
 class CaseLike(Protocol):
-    """What the tolerance model reads from a golden-vector case."""
+    """What the tolerance model reads from a golden-vector case (a ``VectorCase``)."""
 
     @property
     def method(self) -> str: ...
@@ -62,10 +62,16 @@ class CaseLike(Protocol):
     def hyper(self) -> Mapping[str, Any]: ...
 
     @property
-    def inputs(self) -> Mapping[str, Array | None]: ...
+    def inputs(self) -> Mapping[str, Array]: ...
 
     @property
-    def expected(self) -> Mapping[str, Mapping[str, Array]]: ...
+    def cotangent(self) -> Array: ...
+
+    @property
+    def tangent(self) -> Mapping[str, Array]: ...
+
+    @property
+    def by_check(self) -> Mapping[str, Mapping[str, Array]]: ...
 
 
 @dataclass(frozen=True)
@@ -126,24 +132,31 @@ def budget_entry(method: str, dtype: str, tol_class: str) -> Budget:
     return Budget(c_out=float(entry["c_out"]), c_acc=float(entry["c_acc"]), reason=entry["reason"])
 
 
-def _finite_max(a: Array) -> float:
-    finite = a[np.isfinite(a)]
-    return float(np.max(np.abs(finite))) if finite.size else 0.0
+def _finite_max(a: Array | None) -> float:
+    if a is None:
+        return 0.0
+    finite = np.abs(a[np.isfinite(a)])
+    return float(np.max(finite)) if finite.size else 0.0
+
+
+def _forward(case: CaseLike) -> Mapping[str, Array]:
+    return case.by_check.get("forward", {})
 
 
 def kappa(case: CaseLike) -> float:
     """Conditioning of the reduction: how much a relative error in the mean is amplified."""
     if case.method not in CENTERED:
         return 1.0
-    fwd = case.expected.get("forward", {})
+    fwd = _forward(case)
     if "mean" in fwd and "rstd" in fwd:
-        prod = np.abs(fwd["mean"]) * fwd["rstd"]
-        return 1.0 + _finite_max(prod)
+        with np.errstate(all="ignore"):
+            return 1.0 + _finite_max(np.abs(fwd["mean"]) * fwd["rstd"])
     # batch_norm in evaluation: the running statistics play the role of the batch ones
     rm, rv = case.inputs.get("running_mean"), case.inputs.get("running_var")
     if rm is not None and rv is not None:
-        rstd = 1.0 / np.sqrt(rv + float(case.hyper["eps"]))
-        return 1.0 + _finite_max(np.abs(rm)) * _finite_max(rstd)
+        with np.errstate(all="ignore"):
+            rstd = 1.0 / np.sqrt(rv + float(case.hyper["eps"]))
+        return 1.0 + _finite_max(rm) * _finite_max(rstd)
     return 1.0
 
 
@@ -152,44 +165,84 @@ def reduction_size(case: CaseLike) -> int:
     if "size" in case.hyper:
         return int(case.hyper["size"])
     x = case.inputs["x"]
-    assert x is not None
-    fwd = case.expected.get("forward", {})
-    for key, stat in fwd.items():
-        if key != "y" and 0 < stat.size < x.size:
+    for key, stat in _forward(case).items():
+        if key not in ("y", "num_batches_tracked") and 0 < stat.size < x.size:
             return max(x.size // stat.size, 1)
-    return max(x.size // max(_rows_guess(case), 1), 1)
-
-
-def _rows_guess(case: CaseLike) -> int:
-    x = case.inputs["x"]
-    assert x is not None
-    weight = case.inputs.get("weight")
-    return x.size // weight.size if weight is not None and weight.size else 1
+    if case.method == "batch_norm":  # evaluation: no batch statistics in the vector
+        channels = case.inputs["running_mean"].size
+        return max(x.size // max(channels, 1), 1)
+    return 1
 
 
 def terms(case: CaseLike, quantity: str, tol_class: str) -> int:
     """m: how many terms are accumulated into one element of ``quantity``."""
     if tol_class == "param_grad":
         x, p = case.inputs["x"], case.inputs.get(quantity)
-        assert x is not None
         return max(x.size // p.size, 1) if p is not None and p.size else 1
     return reduction_size(case)
 
 
-def scale(case: CaseLike, check: str, quantity: str, expected: Array) -> float:
+def _inverse_scale(case: CaseLike) -> float:
+    """max rstd (or rrms): the factor the moment methods' derivatives carry."""
+    fwd = _forward(case)
+    for key in ("rstd", "rrms"):
+        if key in fwd:
+            return _finite_max(fwd[key])
+    rv = case.inputs.get("running_var")
+    if rv is not None:
+        with np.errstate(all="ignore"):
+            return _finite_max(1.0 / np.sqrt(rv + float(case.hyper["eps"])))
+    return 0.0
+
+
+def _term_magnitude(case: CaseLike, check: str, quantity: str, tol_class: str) -> float:
+    """The size of the terms whose sum forms the quantity, for the moment-based methods.
+
+    The VJP rstd (g - mean(g) - z mean(z g)) can be far smaller than its terms (a row of one
+    element gives rstd g (1 - z^2) with z^2 close to 1); rounding errors are proportional to
+    the terms, so the scale is the larger of the result and the terms.
+    """
+    r = _inverse_scale(case)
+    if r == 0.0:
+        return 0.0
+    w = _finite_max(case.inputs.get("weight")) if "weight" in case.inputs else 1.0
+    g = _finite_max(case.cotangent)
+    tx, tw = _finite_max(case.tangent.get("x")), _finite_max(case.tangent.get("weight"))
+    if check == "vjp" and quantity == "x":
+        return r * g * w
+    if check == "jvp":
+        return r * tx * w
+    if check == "second_order" and quantity == "x":
+        return r * (r * g * tx * w + g * tw)
+    if check == "second_order" and quantity == "weight":
+        return math.sqrt(terms(case, "weight", "param_grad")) * r * g * tx
+    return 0.0
+
+
+def scale(case: CaseLike, check: str, quantity: str, expected: Array,
+          tol_class: str = "output") -> float:
     """R: the normwise magnitude errors are measured against."""
     r = _finite_max(expected)
-    fwd = case.expected.get("forward", {})
-    if check == "forward" and quantity == "mean" and "var" in fwd:
+    fwd = _forward(case)
+    eps = float(case.hyper.get("eps", 0.0))
+    if quantity == "mean" and "var" in fwd:
         # a mean near zero is still computed from values of size |mean| + std
         r += math.sqrt(_finite_max(fwd["var"]))
+    elif quantity in ("var", "mean_square"):
+        # only var + eps enters the output; a variance far below eps is noise next to it
+        r += eps
+    elif quantity == "running_mean" and "var" in fwd:
+        weight = case.hyper.get("batch_stat_weight")
+        f = float(weight) if isinstance(weight, (int, float)) else 1.0
+        r += f * math.sqrt(_finite_max(fwd["var"]))
+    if case.method in CENTERED or case.method == "rms_norm":
+        r = max(r, _term_magnitude(case, check, quantity, tol_class))
     if r == 0.0:
         # an exactly-zero expected tensor (e.g. the second order of a bias): measure against the
         # largest quantity of the same check, so rounding noise is tolerated but a wrong value
         # is not
-        siblings = [_finite_max(v) for v in case.expected.get(check, {}).values()]
-        r = max(siblings, default=0.0)
-    return r if r > 0.0 else float(np.finfo(np.float64).tiny)
+        r = max((_finite_max(v) for v in case.by_check.get(check, {}).values()), default=0.0)
+    return r
 
 
 def _first_indices(mask: npt.NDArray[np.bool_]) -> tuple[tuple[int, ...], ...]:
@@ -212,7 +265,13 @@ def compare_arrays(got: Array, expected: Array, *, unit: float, r: float, budget
     diff = np.where(nonfinite_got, np.inf, diff)
     limit = unit * r * budget
     bad = special_bad | (diff > limit)
-    err = float(np.max(diff)) / (unit * r) if diff.size else 0.0
+    worst = float(np.max(diff)) if diff.size else 0.0
+    if worst == 0.0:
+        err = 0.0
+    elif unit * r > 0.0:
+        err = worst / (unit * r)
+    else:  # nothing to scale by (every expected value is zero): any difference is infinite
+        err = math.inf
     if special_bad.any():
         err = math.inf
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -257,6 +316,6 @@ def compare_quantity(method: str, dtype: str, quantity: str, tol_class: str, got
     u_acc = UNIT_ROUNDOFF[ACCUMULATION[dtype]]
     growth = kappa(case) * math.sqrt(terms(case, quantity, tol_class))
     budget = entry.c_out + entry.c_acc * (u_acc / u) * growth
-    r = scale(case, check, quantity, expected)
+    r = scale(case, check, quantity, expected, tol_class)
     return compare_arrays(np.asarray(got, dtype=np.float64), np.asarray(expected, np.float64),
                           unit=u, r=r, budget=budget)

@@ -6,14 +6,34 @@ never has to read the reference source to learn what went wrong.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import ParamSpec, TypeVar
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 FloatArray = npt.NDArray[np.float64]
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def ieee(fn: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Evaluate ``fn`` with NumPy's floating-point warnings off.
+
+    The spec says NaN and Inf propagate as IEEE arithmetic does (0 * inf = NaN, x / 0 = inf);
+    a warning would turn that documented behaviour into an error under ``-W error``.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with np.errstate(all="ignore"):
+            return fn(*args, **kwargs)
+
+    return wrapper
 
 
 def _is_real_float(dtype: np.dtype[Any]) -> bool:

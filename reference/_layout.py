@@ -26,7 +26,16 @@ def row_sum(a: FloatArray) -> FloatArray:
     for i, row in enumerate(a):
         try:
             out[i] = math.fsum(row.tolist())
-        except (ValueError, OverflowError):
+        except OverflowError:
+            # finite terms whose sum overflows an intermediate: sum them scaled by a power of
+            # two (exact), then scale back; a true overflow of the result still gives inf
+            peak = float(np.max(np.abs(row)))
+            _, exponent = math.frexp(peak)
+            with np.errstate(over="ignore"):
+                out[i] = np.ldexp(math.fsum((row / math.ldexp(1.0, exponent)).tolist()),
+                                  exponent)
+        except ValueError:
+            # inf + (-inf): IEEE says NaN
             out[i] = np.sum(row)
     return out
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._checks import FloatArray
+from ._checks import FloatArray, ieee
 from ._layout import Layout, row_mean
 
 
@@ -42,21 +42,42 @@ class Moments:
     rstd: FloatArray
 
 
+def _pow2_row_scale(d: FloatArray) -> FloatArray:
+    """A power of two near each row's largest finite magnitude (1 for rows with none).
+
+    Dividing by it is exact, so squares neither overflow (|d| up to 1e308) nor underflow.
+    """
+    finite = np.where(np.isfinite(d), np.abs(d), 0.0)
+    peak = finite.max(axis=1) if d.shape[1] else np.zeros(d.shape[0])
+    _, exponent = np.frexp(np.where(peak > 0, peak, 1.0))
+    return np.ldexp(1.0, exponent)
+
+
 def moments(x2: FloatArray, eps: float, center: bool) -> Moments:
-    if center:
-        mean0 = row_mean(x2)
-        shifted = x2 - mean0[:, None]
-        correction = row_mean(shifted)
-        d = shifted - correction[:, None]
-        # mean0 is already within ~1 ulp of the true mean; the correction only serves d,
-        # whose accuracy it improves, and adding it back would round at the scale of x.
-        mean = mean0
-    else:
-        d = x2
-        mean = np.zeros(x2.shape[0])
-    var = row_mean(d * d)
-    rstd = 1.0 / np.sqrt(var + eps)
-    return Moments(z=d * rstd[:, None], mean=mean, var=var, rstd=rstd)
+    with np.errstate(all="ignore"):  # NaN and Inf propagate as IEEE says; no warnings
+        if center:
+            mean0 = row_mean(x2)
+            shifted = x2 - mean0[:, None]
+            correction = row_mean(shifted)
+            d = shifted - correction[:, None]
+            # mean0 is already within ~1 ulp of the true mean; the correction only serves d,
+            # whose accuracy it improves, and adding it back would round at the scale of x.
+            mean = mean0
+        else:
+            d = x2
+            mean = np.zeros(x2.shape[0])
+        s = _pow2_row_scale(d)
+        ds = d / s[:, None]
+        ms = row_mean(ds * ds)
+        # rstd = 1/sqrt(s^2 ms + eps) evaluated without forming s^2 ms when it could overflow
+        # (s >= 1) or lose eps (eps == 0 with s < 1); q = s * rstd is the scaled rows' rstd.
+        wide = (s >= 1.0) | (eps == 0.0)
+        q = np.where(wide, 1.0 / np.sqrt(ms + eps / (s * s)), 0.0)
+        rstd_narrow = 1.0 / np.sqrt(s * s * ms + eps)
+        rstd = np.where(wide, q / s, rstd_narrow)
+        q = np.where(wide, q, rstd_narrow * s)
+        var = s * s * ms
+        return Moments(z=ds * q[:, None], mean=mean, var=var, rstd=rstd)
 
 
 def _apply_jacobian(m: Moments, v2: FloatArray, center: bool) -> FloatArray:
@@ -86,6 +107,7 @@ class AffineNorm:
     def _w(self, weight: FloatArray | None) -> FloatArray | float:
         return 1.0 if weight is None else self.layout.param_view(weight)
 
+    @ieee
     def forward(self, x: FloatArray, weight: FloatArray | None, bias: FloatArray | None
                 ) -> tuple[FloatArray, Moments]:
         m = moments(self.layout.to_rows(x), self.eps, self.center)
@@ -94,6 +116,7 @@ class AffineNorm:
             y = y + self.layout.param_view(bias)
         return y, m
 
+    @ieee
     def vjp(self, x: FloatArray, weight: FloatArray | None, bias: FloatArray | None,
             g: FloatArray) -> dict[str, FloatArray]:
         lay = self.layout
@@ -106,6 +129,7 @@ class AffineNorm:
             grads["bias"] = lay.param_sum(g)
         return grads
 
+    @ieee
     def jvp(self, x: FloatArray, weight: FloatArray | None, bias: FloatArray | None,
             t: dict[str, FloatArray | None]) -> FloatArray:
         lay = self.layout
@@ -120,6 +144,7 @@ class AffineNorm:
             out = out + lay.param_view(tb)
         return out
 
+    @ieee
     def second_order(self, x: FloatArray, weight: FloatArray | None, bias: FloatArray | None,
                      g: FloatArray, t: dict[str, FloatArray | None]) -> dict[str, FloatArray]:
         """Derivative of :meth:`vjp` (with ``g`` fixed) along the primal tangent ``t``."""

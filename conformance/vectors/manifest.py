@@ -184,6 +184,16 @@ class VectorCase:
         return self._check("second_order")
 
     @property
+    def by_check(self) -> dict[str, dict[str, FloatArray]]:
+        """Expected values grouped by check, keyed like the reference's outputs.
+
+        ``{"forward": {"y", stats...}, "vjp": {...}, "jvp": {"y": ...},
+        "second_order": {...}}``; the JVP is the derivative of ``y``, hence its key.
+        """
+        return {"forward": self.forward, "vjp": self.vjp, "jvp": {"y": self.jvp},
+                "second_order": self.second_order}
+
+    @property
     def id(self) -> str:
         """A stable readable id, ``method[case]-dtype``."""
         return f"{self.method}[{self.name}]-{self.dtype}"

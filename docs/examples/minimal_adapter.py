@@ -32,14 +32,23 @@ Array = np.ndarray
 def my_rms_norm(x: Any, weight: Any, eps: float, axis: int) -> Any:
     """The kernel under test: y = x / sqrt(mean(x^2 over axes axis..) + eps) * weight.
 
-    Like most fused kernels it accumulates the mean square in float32 for 16-bit inputs.
+    Like most fused kernels it accumulates in float32 for 16-bit inputs. It also rescales each
+    row by ``s = max(max|x|, sqrt(eps))`` first, ``y = z / sqrt(mean(z^2) + eps / s^2)`` with
+    ``z = x / s``: the spec's ``huge`` and ``tiny`` cases have squares that overflow or
+    underflow the dtype, and the naive formula fails them. ``s`` is held constant for autodiff
+    (``y`` does not depend on it mathematically), so the derivatives stay exact.
     """
     import torch
 
     dims = tuple(range(axis % x.ndim, x.ndim))
     acc = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
-    rrms = torch.rsqrt(acc.square().mean(dim=dims, keepdim=True) + eps)
-    y = (acc * rrms).to(x.dtype)
+    floor = torch.tensor(eps, dtype=acc.dtype, device=acc.device).sqrt()
+    s = torch.maximum(acc.detach().abs().amax(dim=dims, keepdim=True), floor)
+    # All-zero rows with eps = 0, and rows holding Inf or NaN: no rescaling (IEEE propagation).
+    s = torch.where(torch.isfinite(s) & (s > 0), s, torch.ones_like(s))
+    z = acc / s
+    # eps / s / s, not eps / s^2: s^2 may underflow to 0 (0 / 0 when eps = 0).
+    y = (z * torch.rsqrt(z.square().mean(dim=dims, keepdim=True) + eps / s / s)).to(x.dtype)
     return y * weight if weight is not None else y
 
 
