@@ -211,10 +211,12 @@ class _Progress:
     def advance(self, result: Any) -> None:
         if self.bar is None:
             return
+        from rich.markup import escape
+
         if result.status in ("fail", "error", "xpass"):
             self.bad += 1
         self.bar.update(self.task, advance=1,
-                        description=f"{result.adapter} {result.method} {result.dtype}",
+                        description=escape(f"{result.adapter} {result.method} {result.dtype}"),
                         bad=f"[red]{self.bad} failing[/]" if self.bad else "")
 
     def __exit__(self, *exc: object) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .results import Report, Result, counts, worst_headroom
@@ -199,7 +200,8 @@ def summary_table(report: Report) -> Table:
         c = counts(results)
         worst = worst_headroom(results)
         style = "red" if worst is not None and (math.isnan(worst) or worst > 1) else ""
-        table.add_row(adapter, device, method, dtype, *(str(c[s]) for s in _SUMMARY_STATUSES),
+        table.add_row(escape(adapter), escape(device), method, dtype,
+                      *(str(c[s]) for s in _SUMMARY_STATUSES),
                       f"[{style}]{_headroom_text(worst)}[/]" if style else _headroom_text(worst))
     return table
 
@@ -208,7 +210,9 @@ def print_summary(report: Report, console: Console, max_failures: int = 20) -> N
     """Print the failing results (first lines and repro commands) and the summary table."""
     bad = [r for r in report.results if r.status in ("fail", "error", "xpass")]
     for r in bad[:max_failures]:
-        console.print(f"[bold red]{r.status.upper()}[/] {r.adapter} {r.id}", highlight=False)
+        # Test ids contain brackets, which rich would read as markup.
+        console.print(f"[bold red]{r.status.upper()}[/] {escape(r.adapter)} {escape(r.id)}",
+                      highlight=False)
         lines = r.message.strip().splitlines()
         # The head explains, the last line (the repro command) is what to do next.
         shown = lines if len(lines) <= 12 else [*lines[:10], "...", lines[-1]]
@@ -217,7 +221,7 @@ def print_summary(report: Report, console: Console, max_failures: int = 20) -> N
         console.print(f"... and {len(bad) - max_failures} more failing results (see the reports)")
     for a in report.adapters:
         if a.load_error:
-            console.print(f"[bold red]adapter {a.spec!r} failed to load:[/]")
+            console.print(f"[bold red]adapter {escape(repr(a.spec))} failed to load:[/]")
             console.print(a.load_error, markup=False, highlight=False)
     if report.results:
         console.print(summary_table(report))

@@ -8,7 +8,6 @@ import math
 from pathlib import Path
 
 import pytest
-
 from normspec.conformance.vectors.catalog import (
     CaseSpec,
     catalog_methods,

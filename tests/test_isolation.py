@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from normspec.conformance.isolation import Call, Foreign, Worker, WorkerStartError
 
 HYPER = {"axis": -1, "eps": 1e-5}

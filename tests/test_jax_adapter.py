@@ -446,3 +446,45 @@ def test_gpu_computes_bfloat16_in_bfloat16() -> None:
     inputs = _inputs(case, "bfloat16")
     y = ADAPTER.forward(case.method, inputs, case.hyper, dtype="bfloat16", device="gpu")["y"]
     np.testing.assert_array_equal(_rounded(y, "bfloat16"), y)
+
+
+# --- JAX's second derivative of rsqrt: the evidence behind the extreme-scale entries ---
+
+
+@pytest.mark.parametrize("scale", [1e-100, 1e100])
+def test_jax_second_order_through_rsqrt_breaks_at_extreme_variances(scale: float) -> None:
+    """Minimal repro: the HVP of a float64 LayerNorm at |x| ~ 1e-100 is NaN, at 1e100 wrong.
+
+    JAX differentiates ``rsqrt(v)`` as ``-0.5 * rsqrt(v) / v`` (jax/_src/lax/lax.py, the
+    rsqrt_p JVP rule) and that quotient's own derivative as ``-g * a * v**-2`` (the div_p JVP
+    rule): ``v**-2`` overflows at ``v ~ 1e-200`` and underflows at ``v ~ 1e200``, although the
+    Hessian-vector product itself is finite and representable. Two-pass or fast variance does
+    not matter, so the adapter cannot translate it away.
+    """
+    import jax
+    import jax.numpy as jnp
+    from normspec.adapters.jax_adapter import _runtime
+
+    _runtime.enable_x64()
+    x = np.array([[1.0, 2.0, 4.0, -3.0]]) * scale
+    g, t = np.array([[1.0, -2.0, 0.5, 1.5]]), np.array([[0.5, 1.0, -1.0, 2.0]]) * scale
+    layer = flax_linen.LayerNorm(epsilon=0.0, use_scale=False, use_bias=False,
+                                 use_fast_variance=False, dtype=jnp.float64,
+                                 param_dtype=jnp.float64)
+
+    def loss(v: Any) -> Any:
+        return jnp.sum(layer.apply({}, v) * g)
+
+    hvp = np.asarray(jax.jvp(jax.grad(loss), (jnp.asarray(x),), (jnp.asarray(t),))[1])
+    exact = reference.get("layer_norm").second_order(x, cotangent=g, tangent={"x": t}, axis=-1,
+                                                     eps=0.0)["x"]
+    assert np.all(np.isfinite(exact))
+    with np.errstate(invalid="ignore"):
+        worst = np.max(np.abs(hvp - exact)) / np.max(np.abs(exact))
+    assert not worst < 0.1  # NaN (1e-100) or an O(1) relative error (1e100)
+    # The same function at unit scale is exact to rounding: the failure is the scale alone.
+    unit = np.asarray(jax.jvp(jax.grad(loss), (jnp.asarray(x / scale),),
+                              (jnp.asarray(t / scale),))[1])
+    expected_unit = reference.get("layer_norm").second_order(
+        x / scale, cotangent=g, tangent={"x": t / scale}, axis=-1, eps=0.0)["x"]
+    np.testing.assert_allclose(unit, expected_unit, rtol=1e-12, atol=1e-14)

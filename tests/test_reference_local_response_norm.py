@@ -212,7 +212,8 @@ def test_inf_makes_its_windows_zero_and_itself_nan() -> None:
     assert out["scale"][0, 2:5].tolist() == [np.inf] * 3
     assert np.isnan(y[3])  # inf * inf^(-beta) = inf * 0
     assert y[[2, 4]].tolist() == [0.0, 0.0]
-    assert np.all(np.isfinite(y[[0, 1, 5, 6]])) and np.all(y[[0, 1, 5, 6]] > 0)
+    assert np.all(np.isfinite(y[[0, 1, 5, 6]]))
+    assert np.all(y[[0, 1, 5, 6]] > 0)
 
 
 def test_huge_and_tiny_inputs_stay_accurate() -> None:
@@ -317,14 +318,26 @@ def test_property_permutation_equivariance_off_the_channel_axis(
     assert np.array_equal(moved, y[batch][:, :, spatial])
 
 
-def _window_sum(v: np.ndarray, size: int) -> np.ndarray:
-    """Sum over window(c) along axis 1, written from the definition."""
+def _window_sum(v: np.ndarray, size: int, mirrored: bool = False) -> np.ndarray:
+    """Sum over window(c) along axis 1, written from the definition; ``mirrored`` sums over
+    {c' : c in window(c')} = [c - floor((size-1)/2), c + floor(size/2)] (the transpose)."""
+    before, after = (size - 1) // 2, size // 2
+    if not mirrored:
+        before, after = after, before
     out = np.empty_like(v)
     channels = v.shape[1]
     for c in range(channels):
-        lo, hi = max(0, c - size // 2), min(channels - 1, c + (size - 1) // 2)
+        lo, hi = max(0, c - before), min(channels - 1, c + after)
         out[:, c] = np.sum(v[:, lo:hi + 1], axis=1)
     return out
+
+
+def _factors(x: np.ndarray, size: int, abk: tuple[float, float, float]
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """scale, scale^(-beta) and q = beta scale^(-beta-1), from the definition."""
+    alpha, beta, k = abk
+    scale = k + alpha / size * _window_sum(x * x, size)
+    return scale, scale**-beta, beta * scale**-beta / scale
 
 
 @FAST
@@ -332,17 +345,15 @@ def _window_sum(v: np.ndarray, size: int) -> np.ndarray:
 def test_property_vjp_is_the_adjoint_of_jvp(
         x: np.ndarray, size: int, abk: tuple[float, float, float], seed: int) -> None:
     # Catches a VJP that uses the window instead of the mirrored window for even sizes.
-    alpha, beta, _ = abk
+    alpha = abk[0]
     g, t = np.random.default_rng(seed).standard_normal((2, *x.shape))
     jv = lrn.jvp(x, tangent={"x": t}, **_hyper(size, abk))
     vj = lrn.vjp(x, cotangent=g, **_hyper(size, abk))["x"]
     lhs, rhs = math.fsum((g * jv).ravel()), math.fsum((t * vj).ravel())
-    # Rounding is relative to sum |g| |J| |t|, not to |g.Jt|, which can cancel.
-    scale = lrn.forward(x, **_hyper(size, abk))["scale"]
-    power = scale**-beta
-    bound = np.sum(np.abs(g) * (np.abs(t) * power + 2 * alpha / size * np.abs(x * beta * power
-                   / scale) * _window_sum(np.abs(x * t), size)))
-    assert abs(lhs - rhs) <= 1e-13 * bound
+    # Rounding is relative to the magnitudes of the terms of g.J t, which can cancel.
+    _, power, q = _factors(x, size, abk)
+    terms = np.abs(t) * power + 2 * alpha / size * np.abs(x * q) * _window_sum(np.abs(x * t), size)
+    assert abs(lhs - rhs) <= 1e-13 * float(np.sum(np.abs(g) * terms))
 
 
 @FAST
@@ -353,8 +364,21 @@ def test_property_second_order_is_symmetric(
     h1 = lrn.second_order(x, cotangent=g, tangent={"x": t1}, **_hyper(size, abk))["x"]
     h2 = lrn.second_order(x, cotangent=g, tangent={"x": t2}, **_hyper(size, abk))["x"]
     lhs, rhs = math.fsum((t2 * h1).ravel()), math.fsum((t1 * h2).ravel())
-    scale = float(np.sum(np.abs(t2 * h1)) + np.sum(np.abs(t1 * h2)))
-    assert abs(lhs - rhs) <= 1e-12 * scale + 1e-300  # absolute: products may underflow
+    # Rounding is relative to the magnitudes of the terms of H t (they cancel when the
+    # window's energy dwarfs k), plus an absolute floor for products that underflow.
+    alpha, beta, _ = abk
+    scale, _, q = _factors(x, size, abk)
+    bound = 1e-300
+    two_a = 2 * alpha / size
+    for ta, tb in ((t1, t2), (t2, t1)):
+        ds = two_a * _window_sum(np.abs(x * ta), size)
+        dq = abs(beta + 1) * np.abs(q) / scale * ds
+        inner = np.abs(g * ta * q) + np.abs(g * x) * dq
+        terms = (np.abs(g * q) * ds
+                 + two_a * np.abs(ta) * _window_sum(np.abs(g * x * q), size, mirrored=True)
+                 + two_a * np.abs(x) * _window_sum(inner, size, mirrored=True))
+        bound += 1e-13 * float(np.sum(np.abs(tb) * terms))
+    assert abs(lhs - rhs) <= bound
 
 
 @FAST

@@ -6,7 +6,6 @@ from importlib.metadata import EntryPoint
 from pathlib import Path
 
 import pytest
-
 from normspec.adapters import Adapter, registry
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "docs" / "examples" / "minimal_adapter.py"
@@ -35,7 +34,8 @@ def test_available_lists_registered_names_sorted() -> None:
 
 @pytest.mark.usefixtures("registered")
 def test_unknown_name_lists_the_registered_ones() -> None:
-    with pytest.raises(registry.AdapterLoadError, match=r"unknown adapter 'tensorflow'.*broken, fake"):
+    with pytest.raises(registry.AdapterLoadError,
+                       match=r"unknown adapter 'tensorflow'.*broken, fake"):
         registry.load("tensorflow")
     with pytest.raises(registry.AdapterLoadError, match="unknown adapter 'tensorflow'"):
         registry.check_spec("tensorflow")

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-
 from fakes.compare import strict_compare
 from fakes.vectors import build_vectors, case_names
 from normspec.adapters import registry

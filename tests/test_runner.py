@@ -6,7 +6,6 @@ import shlex
 from pathlib import Path
 
 import pytest
-
 from fakes.compare import strict_compare
 from fakes.vectors import build_vectors, case_names
 from normspec.conformance.cli import build_parser
@@ -50,7 +49,8 @@ def test_reference_adapter_passes_every_check(vectors: Path) -> None:
     first = report.results[0]
     assert first.id == f"layer_norm[{names[0]}]-float32-forward"
     assert first.kind == "composed"
-    assert first.headroom is not None and first.headroom <= 1
+    assert first.headroom is not None
+    assert first.headroom <= 1
     assert {q.name for q in first.quantities} >= {"forward/y", "forward/mean"}
 
 
@@ -95,7 +95,8 @@ def test_wrong_values_fail_with_a_numpy_testing_style_message(vectors: Path) -> 
     assert jvp.status == "fail"
     assert "Mismatched elements:" in jvp.message
     assert "First mismatched indices:" in jvp.message
-    assert jvp.headroom is not None and jvp.headroom > 1
+    assert jvp.headroom is not None
+    assert jvp.headroom > 1
     assert jvp.message.splitlines()[-1] == f"Reproduce: {jvp.repro}"
 
 

@@ -82,7 +82,8 @@ def _cases() -> list[Case]:
              {"channel_axis": -1, "eps": 1e-5}),
         Case("group_norm", "groups=2", {"x": x4, "weight": w4, "bias": b4},
              {"groups": 2, "eps": 1e-5}),
-        Case("group_norm", "nhwc-groups=3", {"x": _normal(12, 2, 3, 2, 6), "weight": _normal(13, 6)},
+        Case("group_norm", "nhwc-groups=3",
+             {"x": _normal(12, 2, 3, 2, 6), "weight": _normal(13, 6)},
              {"groups": 3, "channel_axis": -1, "eps": 1e-5}),
         Case("group_norm", "nc-groups=4", {"x": _normal(14, 3, 8)}, {"groups": 4, "eps": 1e-5}),
         Case("group_norm", "bias-only", {"x": x4, "bias": b4}, {"groups": 2, "eps": 1e-5}),
@@ -121,7 +122,8 @@ def _cases() -> list[Case]:
 CASES = _cases()
 
 # Deviations of torch 2.13 itself, each reproduced in plain torch below (test_torch_*) and
-# recorded with evidence in docs/errata/torch.md. The adapter does not paper over them.
+# recorded with evidence in docs/errata/torch.md (T4, T5, T11). The adapter does not paper over
+# them.
 GN_JVP_STRIDED = ("torch.func.jvp of F.group_norm raises 'view size is not compatible' on "
                   "non-contiguous (channels-last) input: group_norm_jvp uses view()")
 GN_BIAS_NO_WEIGHT = ("F.group_norm's backward raises 'tensor does not have a device' for the "
@@ -576,14 +578,39 @@ def test_forward_over_reverse_equals_double_backward(case: Case) -> None:
         _assert_close(a.numpy(), b.detach().numpy(), f"{case.id} {name}")
 
 
+# --- the ledger ---
+
+
+def test_ledger_entries_cite_an_erratum_with_a_repro() -> None:
+    import re
+    from importlib import resources
+    from pathlib import Path
+
+    from normspec.conformance.ledger import parse_ledger
+
+    path = resources.files("normspec.adapters").joinpath("ledgers", "torch.toml")
+    ledger = parse_ledger(path.read_text(encoding="utf-8"), str(path))
+    errata = (Path(__file__).resolve().parents[1] / "docs" / "errata" / "torch.md").read_text(
+        encoding="utf-8")
+    for entry in ledger.entries:
+        cited = re.search(r"docs/errata/torch\.md \((T\d+b?)\)", entry.evidence)
+        assert cited, f"{entry.id}: evidence {entry.evidence!r} cites no erratum"
+        assert f"## {cited.group(1)}. " in errata, f"{entry.id}: no section {cited.group(1)}"
+
+
 # --- CUDA ---
 
 # The CPU deviations come from device-independent code paths (autograd formulas, the view in
 # group_norm_jvp) or from the CPU kernel (native_group_norm_backward); on CUDA they have not
 # been observed yet, so they are expected but not required there.
-CUDA_CASES = [pytest.param(case, check, id=f"{case.id}-{check}", marks=[pytest.mark.xfail(
-                  raises=RuntimeError, strict=False, reason=f"seen on CPU: {KNOWN[case.id, check]}")]
-              if (case.id, check) in KNOWN else [])
+def _cuda_marks(case: Case, check: str) -> list[Any]:
+    reason = KNOWN.get((case.id, check))
+    if reason is None:
+        return []
+    return [pytest.mark.xfail(raises=RuntimeError, strict=False, reason=f"seen on CPU: {reason}")]
+
+
+CUDA_CASES = [pytest.param(case, check, id=f"{case.id}-{check}", marks=_cuda_marks(case, check))
               for check in ("forward", "vjp", "jvp", "second_order") for case in CASES]
 
 

@@ -61,7 +61,7 @@ def _torch_available() -> bool:
 
 def is_tracking(inputs: Mapping[str, object], hyper: Mapping[str, Any]) -> bool:
     """Whether a batch_norm call updates running statistics (training with them given)."""
-    return hyper.get("training") is True and inputs.get("running_mean") is not None
+    return bool(hyper.get("training", False)) and inputs.get("running_mean") is not None
 
 
 @dataclass(frozen=True)
@@ -92,20 +92,20 @@ class _Call:
 
 def _to_tensor(name: str, value: object, dtype: torch.dtype, device: torch.device
                ) -> torch.Tensor:
-    torch = _torch()
+    th = _torch()
     arr = np.asarray(value)
     if arr.dtype.kind != "f":
         raise TypeError(f"argument {name!r}: got dtype {arr.dtype}, expected float64 values")
     # Values are exactly representable in the dtype under test (the protocol's contract), so this
     # one rounding step is exact. torch.tensor copies: a tensor sharing the caller's buffer would
     # let the in-place running-statistics update write into the caller's array.
-    host = torch.tensor(np.asarray(arr, dtype=np.float64))
-    return host.to(device=device, dtype=dtype)
+    host = th.tensor(np.asarray(arr, dtype=np.float64))
+    out: torch.Tensor = host.to(device=device, dtype=dtype)
+    return out
 
 
 def _to_numpy(t: torch.Tensor) -> Array:
-    torch = _torch()
-    out: Array = t.detach().to(device="cpu", dtype=torch.float64).numpy()
+    out: Array = t.detach().to(device="cpu", dtype=_torch().float64).numpy()
     return out
 
 
@@ -123,9 +123,9 @@ class TorchAdapter:
         """torch's version, and the CUDA and cuDNN versions it was built with (or "none")."""
         if not _torch_available():
             return {"torch": "not installed"}
-        torch = _torch()
-        cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
-        return {"torch": str(torch.__version__), "cuda": str(torch.version.cuda or "none"),
+        th = _torch()
+        cudnn = th.backends.cudnn.version() if th.backends.cudnn.is_available() else None
+        return {"torch": str(th.__version__), "cuda": str(th.version.cuda or "none"),
                 "cudnn": str(cudnn or "none")}
 
     def devices(self) -> tuple[str, ...]:
@@ -236,9 +236,9 @@ class TorchAdapter:
         if unknown:
             raise ValueError(f"argument 'inputs': got keys {unknown} that {method} does not take, "
                              f"expected a subset of {list(allowed)}")
-        torch = _torch()
-        tdtype = getattr(torch, dtype)
-        tdevice = torch.device(device)
+        th = _torch()
+        tdtype = getattr(th, dtype)
+        tdevice = th.device(device)
         tensors: dict[str, torch.Tensor | None] = {
             n: None if (v := inputs.get(n)) is None else _to_tensor(f"inputs[{n!r}]", v, tdtype,
                                                                      tdevice)

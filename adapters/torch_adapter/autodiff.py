@@ -67,8 +67,8 @@ def _quiet_jvp_setup() -> Iterator[None]:
 def jvp(fn: Fn, primals: Sequence[Tensor], tangents: Sequence[Tensor]) -> Tensor:
     """Directional derivative of ``fn`` at ``primals`` along ``tangents`` (forward mode)."""
     with _quiet_jvp_setup():
-        _, out = torch.func.jvp(fn, tuple(p.detach() for p in primals),
-                                tuple(t.detach() for t in tangents))
+        out = torch.func.jvp(fn, tuple(p.detach() for p in primals),
+                             tuple(t.detach() for t in tangents))[1]
     assert isinstance(out, Tensor)
     return out.detach()
 
@@ -79,11 +79,11 @@ def second_order(fn: Fn, primals: Sequence[Tensor], cotangent: Tensor,
     cot = cotangent.detach()
 
     def pulled(*p: Tensor) -> tuple[Tensor, ...]:
-        _, pull = torch.func.vjp(fn, *p)
+        pull = torch.func.vjp(fn, *p)[1]
         grads: tuple[Tensor, ...] = pull(cot)
         return grads
 
     with _quiet_jvp_setup():
-        _, out = torch.func.jvp(pulled, tuple(p.detach() for p in primals),
-                                tuple(t.detach() for t in tangents))
+        out = torch.func.jvp(pulled, tuple(p.detach() for p in primals),
+                             tuple(t.detach() for t in tangents))[1]
     return [o.detach() for o in out]

@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -132,7 +133,7 @@ def instance_norm(t: Tensors, hyper: Mapping[str, Any], want_stats: bool) -> Res
 
 
 def group_norm(t: Tensors, hyper: Mapping[str, Any], want_stats: bool) -> Result:
-    """``F.group_norm``: PyTorch's groups are contiguous, as the spec's; channels moved to axis 1."""
+    """``F.group_norm``: PyTorch's groups are contiguous, like the spec's; channels to axis 1."""
     x = _x(t)
     c = _axis(hyper, "channel_axis", x.dim(), default=1)
     groups = _int(hyper, "groups")
@@ -143,8 +144,11 @@ def group_norm(t: Tensors, hyper: Mapping[str, Any], want_stats: bool) -> Result
     if want_stats:
         n, channels = xm.shape[0], xm.shape[1]
         hw = math.prod(xm.shape[2:])
-        # Same (possibly non-contiguous) tensor as F.group_norm received: the same kernel path.
-        _, mean, rstd = torch.native_group_norm(xm, None, None, n, channels, hw, groups, eps)
+        # Called directly, the CPU kernel rejects some strided inputs that F.group_norm accepts
+        # ("Expected X.is_contiguous(memory_format)", e.g. a moved 3-d channel axis), so the
+        # statistics call gets the contiguous layout; the values are the same reductions.
+        _, mean, rstd = torch.native_group_norm(xm.contiguous(), None, None, n, channels, hw,
+                                                groups, eps)
         stats = {"mean": mean.reshape(n, groups), "rstd": rstd.reshape(n, groups)}
     return torch.movedim(y, 1, c), stats
 
@@ -202,7 +206,7 @@ def batch_norm(t: Tensors, hyper: Mapping[str, Any], want_stats: bool) -> Result
     c = _axis(hyper, "channel_axis", x.dim(), default=1)
     eps = _float(hyper, "eps")
     training = _required(hyper, "training")
-    if not isinstance(training, bool):
+    if not isinstance(training, (bool, np.bool_)):
         raise TypeError(f"argument 'hyper['training']': got {training!r}, expected True or False")
     xm = torch.movedim(x, c, 1)
     w, b = t.get("weight"), t.get("bias")
@@ -210,7 +214,7 @@ def batch_norm(t: Tensors, hyper: Mapping[str, Any], want_stats: bool) -> Result
     if (rm is None) != (rv is None):
         raise ValueError("argument 'inputs': got only one of 'running_mean' and 'running_var', "
                          "expected both or neither")
-    if not training:
+    if not bool(training):
         if rm is None:
             raise ValueError("argument 'inputs': got no running statistics with training=False, "
                              "expected 'running_mean' and 'running_var'")
@@ -234,16 +238,18 @@ def batch_norm(t: Tensors, hyper: Mapping[str, Any], want_stats: bool) -> Result
 
 def _batch_norm_module(xm: Tensor, w: Tensor | None, b: Tensor | None, rm: Tensor, rv: Tensor,
                        count: Tensor, momentum: float | None, eps: float) -> Tensor:
-    """Run ``nn.BatchNormNd`` in training mode on the given state; updates rm, rv, count in place."""
+    """Run ``nn.BatchNormNd`` in training mode on the given state (updates rm, rv, count)."""
     shape = xm.shape
     # Beyond 5-d no module exists; flattening the spatial axes keeps every per-channel set.
     xr = xm if xm.dim() <= 5 else xm.reshape(shape[0], shape[1], -1)
+    # affine=False registers weight and bias as None; functional_call then supplies whichever
+    # the case has, so weight-only and bias-only calls reach F.batch_norm exactly as given.
     module = _BATCH_NORM_MODULES[xr.dim()](
-        shape[1], eps=eps, momentum=momentum, affine=w is not None or b is not None,
-        track_running_stats=True, device=xm.device, dtype=xm.dtype)
+        shape[1], eps=eps, momentum=momentum, affine=False, track_running_stats=True,
+        device=xm.device, dtype=xm.dtype)
     module.train()
-    params = {"weight": w, "bias": b, "running_mean": rm, "running_var": rv,
-              "num_batches_tracked": count}
+    params = {"running_mean": rm, "running_var": rv, "num_batches_tracked": count}
+    params.update({k: v for k, v in (("weight", w), ("bias", b)) if v is not None})
     y = functional_call(module, params, (xr,))
     assert isinstance(y, Tensor)
     return y.reshape(shape)

@@ -131,20 +131,22 @@ def _compare_tensor(name: str, old: npt.NDArray[Any], new: npt.NDArray[Any], sou
             f"rebuilt {b[idx]!r})")
 
 
-def compare(committed: Manifest, rebuilt: Manifest) -> CheckResult:
+def compare(committed: Manifest, rebuilt: Manifest, *, partial: bool = False) -> CheckResult:
     """Compare two loaded vector sets: manifest fields, file contents, tensor by tensor.
 
-    Only the methods of ``rebuilt`` are compared, so a partial rebuild checks part of a full
-    committed set; files on disk that the committed manifest does not list are problems.
+    ``partial``: ``rebuilt`` holds only some methods; the others of ``committed`` are not
+    compared. Files on disk that the committed manifest does not list are problems.
     """
     result = CheckResult()
     for key in VOLATILE:
         if committed.data.get(key) != rebuilt.data.get(key):
             result.notes.append(f"{key} differs: committed {committed.data.get(key)}, "
                                 f"rebuilt {rebuilt.data.get(key)}")
-    partial = {**committed.data, "methods": {
-        m: e for m, e in committed.data["methods"].items() if m in rebuilt.methods}}
-    for line in _diff_json(_without_volatile(partial), _without_volatile(rebuilt.data), ""):
+    mine = committed.data
+    if partial:
+        mine = {**mine, "methods": {
+            m: e for m, e in mine["methods"].items() if m in rebuilt.methods}}
+    for line in _diff_json(_without_volatile(mine), _without_volatile(rebuilt.data), ""):
         result.problems.append(f"{committed.source}: {line}")
     for method in rebuilt.methods:
         if method not in committed.methods:
@@ -198,14 +200,17 @@ def _stray_files(committed: Manifest, result: CheckResult) -> None:
 def check(vectors: Path | None = None, methods: Sequence[str] | None = None) -> CheckResult:
     """Rebuild into a temporary directory and :func:`compare` with ``vectors``.
 
-    ``methods`` limits the rebuild; by default every method in the committed manifest.
+    ``methods`` limits the rebuild and the comparison; by default every catalog is rebuilt,
+    so a method added to or removed from spec/cases shows up as a difference.
     """
     try:
         committed = load_manifest(vectors)
     except VectorFormatError as exc:
         return CheckResult(problems=[str(exc)])
-    chosen = committed.methods if methods is None else tuple(methods)
     with tempfile.TemporaryDirectory(prefix="normspec-vectors-") as tmp:
-        manifest, files = build(chosen)
+        try:
+            manifest, files = build(methods)
+        except (ValueError, TypeError) as exc:
+            return CheckResult(problems=[f"the rebuild failed: {exc}"])
         write(Path(tmp), manifest, files)
-        return compare(committed, load_manifest(Path(tmp)))
+        return compare(committed, load_manifest(Path(tmp)), partial=methods is not None)

@@ -96,6 +96,11 @@ class Skip:
     reason: str
 
 
+def _c_order(a: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """A C-contiguous copy that keeps 0-d arrays 0-d (``np.ascontiguousarray`` makes them 1-d)."""
+    return np.array(a, order="C", copy=True)
+
+
 def _finfo(dtype: str) -> Any:
     return ml_dtypes.finfo(numpy_dtype(dtype))  # type: ignore[no-untyped-call, unused-ignore]
 
@@ -176,7 +181,7 @@ def case_vectors(case: CaseSpec, drawn: Drawn, dtype: str) -> CaseVectors | Skip
                          "NaN/Inf although every input is finite; fix the case or declare "
                          "expect_nonfinite = true")
     for q, v in expected.items():
-        tensors[f"{case.name}/{q}"] = np.ascontiguousarray(v)
+        tensors[f"{case.name}/{q}"] = _c_order(v)
     record = {
         "name": case.name,
         "scales": scales,

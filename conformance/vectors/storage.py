@@ -70,7 +70,7 @@ def numpy_dtype(dtype: str) -> np.dtype[Any]:
 def round_to(dtype: str, values: npt.NDArray[np.float64]) -> npt.NDArray[Any]:
     """Round float64 ``values`` to ``dtype`` (nearest even); overflow gives +-inf, silently."""
     with np.errstate(over="ignore"):
-        return np.ascontiguousarray(values.astype(numpy_dtype(dtype)))
+        return np.array(values.astype(numpy_dtype(dtype)), order="C")
 
 
 def sha256(data: bytes) -> str:
@@ -81,7 +81,8 @@ def encode(tensors: Mapping[str, npt.NDArray[Any]], metadata: Mapping[str, Any])
     """Serialize ``tensors`` as safetensors bytes with ``metadata`` under :data:`METADATA_KEY`."""
     from safetensors.numpy import save
 
-    arrays = {name: np.ascontiguousarray(a) for name, a in tensors.items()}
+    # np.ascontiguousarray would turn 0-d arrays (a scalar statistic) into shape (1,).
+    arrays = {name: np.array(a, order="C") for name, a in tensors.items()}
     header = {METADATA_KEY: json.dumps(dict(metadata), sort_keys=True, separators=(",", ":"))}
     data: bytes = save(arrays, metadata=header)
     return data

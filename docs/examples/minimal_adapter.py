@@ -23,7 +23,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-
 from normspec.adapters import Support
 
 Array = np.ndarray
@@ -100,7 +99,7 @@ class MinimalAdapter:
         eps, axis = float(hyper["eps"]), int(hyper["axis"])
 
         def f(*p: Any) -> Any:
-            named = dict(zip(names, p))
+            named = dict(zip(names, p, strict=False))
             return my_rms_norm(named["x"], named.get("weight"), eps, axis)
 
         return f, names, primals
@@ -118,7 +117,7 @@ class MinimalAdapter:
         f, names, primals = self._function(inputs, hyper, dtype, device)
         _, pullback = torch.func.vjp(f, *primals)
         grads = pullback(self._tensor(cotangent, dtype, device))
-        return {n: self._array(g) for n, g in zip(names, grads)}
+        return {n: self._array(g) for n, g in zip(names, grads, strict=False)}
 
     def jvp(self, method: str, inputs: Mapping[str, Array | None], hyper: Mapping[str, Any],
             tangent: Mapping[str, Array], *, dtype: str, device: str) -> Array:
@@ -126,7 +125,7 @@ class MinimalAdapter:
 
         f, names, primals = self._function(inputs, hyper, dtype, device)
         tangents = tuple(self._tangent(tangent, n, p, dtype, device)
-                         for n, p in zip(names, primals))
+                         for n, p in zip(names, primals, strict=False))
         _, out = torch.func.jvp(f, primals, tangents)
         return self._array(out)
 
@@ -142,9 +141,9 @@ class MinimalAdapter:
             return torch.func.vjp(f, *p)[1](g)
 
         tangents = tuple(self._tangent(tangent, n, p, dtype, device)
-                         for n, p in zip(names, primals))
+                         for n, p in zip(names, primals, strict=False))
         _, out = torch.func.jvp(gradients, primals, tangents)
-        return {n: self._array(d) for n, d in zip(names, out)}
+        return {n: self._array(d) for n, d in zip(names, out, strict=False)}
 
     def _tangent(self, tangent: Mapping[str, Array], name: str, primal: Any, dtype: str,
                  device: str) -> Any:

@@ -16,7 +16,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-
 from normspec import reference
 from normspec.adapters import Support
 

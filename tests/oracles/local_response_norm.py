@@ -142,6 +142,10 @@ def _channel_count_cases() -> list[ProofCase]:
                          _hyper(3, (1.0, 0.0, 1.0), 1), fd=False))
     out.append(ProofCase("alpha=0-constant_scale", {"x": rng.standard_normal((2, 7))},
                          _hyper(4, (0.0, 0.75, 2.0), 1), fd=False))
+    # Large |beta| amplifies the rounding of the scale beta-fold unless it is compensated.
+    for beta in (4.0, -3.0, 8.0, 40.0, -20.0):
+        out.append(ProofCase(f"strong_beta={beta:g}", {"x": 3.0 * rng.standard_normal((4, 7, 3))},
+                             _hyper(4, (3.0, beta, 1.0), 1), fd=False))
     return out
 
 
