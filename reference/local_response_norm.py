@@ -134,12 +134,27 @@ class _Rows:
         return 2.0 * self.alpha / self.size
 
     @property
-    def q(self) -> FloatArray:
-        """``-d power / d scale = beta scale^(-beta-1)``."""
+    def s(self) -> FloatArray:
+        """A per-row power of two >= max |x| (1 for rows within [-1, 1]).
+
+        The derivatives are written in x/s and scale/s^2 so that no intermediate such as
+        scale^(-beta-1) underflows while the result is representable (|x| ~ 1e100 would
+        otherwise lose its second term entirely). Dividing by s is exact.
+        """
+        peak = np.max(np.where(np.isfinite(self.x), np.abs(self.x), 0.0), axis=1, keepdims=True)
+        _, exponent = np.frexp(np.where(peak > 1.0, peak, 0.5))
+        return np.ldexp(1.0, exponent)
+
+    def hat(self) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """``(s, x/s, scale/s^2)``."""
+        s = self.s
+        return s, self.x / s, self.scale / (s * s)
+
+    def bp_over(self, scale_hat: FloatArray) -> FloatArray:
+        """``beta scale^(-beta) / scale_hat``; 0 when beta == 0 (y = x exactly, no 0/0)."""
         if self.beta == 0.0:
-            # y = x exactly; 0 * 1/0 at scale == 0 would otherwise turn the derivatives NaN.
             return np.zeros_like(self.scale)
-        return self.beta * self.power / self.scale
+        return self.beta * self.power / scale_hat
 
 
 def _rows(x: object, size: object, alpha: object, beta: object, k: object,
@@ -177,11 +192,14 @@ def forward(x: object, *, size: int, alpha: float, beta: float, k: float,
 
 
 def _jvp_rows(r: _Rows, t2: FloatArray) -> FloatArray:
-    return t2 * r.power - r.two_a * r.x * r.q * r.window(r.x * t2)
+    # t p - (2 alpha/n) x q A(x t) with q = beta p / scale, written in x/s and scale/s^2
+    _, xh, sh = r.hat()
+    return t2 * r.power - r.two_a * xh * r.bp_over(sh) * r.window(xh * t2)
 
 
 def _vjp_rows(r: _Rows, g2: FloatArray) -> FloatArray:
-    return g2 * r.power - r.two_a * r.x * r.window_t(g2 * r.x * r.q)
+    _, xh, sh = r.hat()
+    return g2 * r.power - r.two_a * xh * r.window_t(g2 * xh * r.bp_over(sh))
 
 
 def vjp(x: object, *, cotangent: object, size: int, alpha: float, beta: float, k: float,
@@ -213,11 +231,15 @@ def second_order(x: object, *, cotangent: object, tangent: Mapping[str, object],
         t = directions("tangent", tangent, {"x": r.layout.from_rows(r.x)})["x"]
         assert t is not None
         t2 = r.layout.to_rows(t)
-        q = r.q
-        dscale = r.two_a * r.window(r.x * t2)
-        dpower = -q * dscale
-        # beta == 0 is linear in x; q / scale would be 0/0 where scale is 0.
-        dq = np.zeros_like(q) if r.beta == 0.0 else -(r.beta + 1.0) * q / r.scale * dscale
-        dv = (g2 * dpower - r.two_a * t2 * r.window_t(g2 * r.x * q)
-              - r.two_a * r.x * r.window_t(g2 * t2 * q + g2 * r.x * dq))
+        if r.beta == 0.0:  # y = x: the VJP is constant in x
+            return {"x": np.zeros_like(r.layout.from_rows(r.x))}
+        sc, xh, sh = r.hat()
+        bq = r.bp_over(sh)  # beta p / scale_hat
+        d = r.window(xh * t2) / sh  # s * (A(x t) / scale)
+        # (A v)' terms of the derivative of g p - (2a/n) x A^T(g x q) along t, each scaled by
+        # s so that nothing underflows; the bracket is divided by s once at the end
+        bracket = (-r.two_a * g2 * bq * sh * d
+                   - r.two_a * t2 * r.window_t(g2 * xh * bq)
+                   - r.two_a * xh * r.window_t(g2 * bq * (t2 - (r.beta + 1.0) * r.two_a * xh * d)))
+        dv = bracket / sc
         return {"x": r.layout.from_rows(dv)}

@@ -182,11 +182,6 @@ def running_var_estimator(hyper: Mapping[str, Any]) -> str:
     return str(value)
 
 
-def is_tracking(inputs: Mapping[str, object], hyper: Mapping[str, Any]) -> bool:
-    """Whether a batch_norm call updates running statistics (training with them given)."""
-    return bool(hyper.get("training")) and inputs.get("running_mean") is not None
-
-
 def batch_norm(t: Tensors, hyper: Mapping[str, Any], want_stats: bool) -> Result:
     """Batch norm through ``nn.BatchNorm{1,2,3}d`` (tracking) or ``F.batch_norm`` (otherwise).
 

@@ -165,6 +165,13 @@ def _fd_cases() -> list[ProofCase]:
             name=f"fd-{_shape_name(shape)}-ch={axis}-size={size}-{_abk_name(abk)}",
             primals={"x": rng.standard_normal(shape)}, hyper=_hyper(size, abk, axis),
             fd=True, fd_step=1e-3))
+    # |x| ~ 1e100: scale^(-beta-1) alone underflows, so the derivatives must be evaluated in
+    # rescaled form; the step is relative to the input's size
+    rng = seeded(9990)
+    out.append(ProofCase(
+        name="fd-huge-2x5x3-ch=1-size=3-a=0.0001-b=0.75-k=1",
+        primals={"x": 1e100 * rng.standard_normal((2, 5, 3))},
+        hyper=_hyper(3, (1e-4, 0.75, 1.0), 1), fd=True, fd_step=1e97))
     return out
 
 
