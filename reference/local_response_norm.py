@@ -135,15 +135,17 @@ class _Rows:
 
     @property
     def s(self) -> FloatArray:
-        """A per-row power of two >= max |x| (1 for rows within [-1, 1]).
+        """A per-row power of two just above max |x| (1 for rows of zeros).
 
         The derivatives are written in x/s and scale/s^2 so that no intermediate such as
         scale^(-beta-1) underflows while the result is representable (|x| ~ 1e100 would
-        otherwise lose its second term entirely). Dividing by s is exact.
+        otherwise lose its second term entirely; |x| ~ 1e-100 with k = 0 would overflow
+        scale^(-beta-1)). Dividing by s is exact.
         """
         peak = np.max(np.where(np.isfinite(self.x), np.abs(self.x), 0.0), axis=1, keepdims=True)
-        _, exponent = np.frexp(np.where(peak > 1.0, peak, 0.5))
-        return np.ldexp(1.0, exponent)
+        _, exponent = np.frexp(np.where(peak > 0.0, peak, 0.5))
+        # s^2 must stay a normal float64 (|exponent| <= 511)
+        return np.ldexp(1.0, np.clip(exponent, -500, 500))
 
     def hat(self) -> tuple[FloatArray, FloatArray, FloatArray]:
         """``(s, x/s, scale/s^2)``."""

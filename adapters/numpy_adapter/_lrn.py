@@ -2,7 +2,7 @@
 
 With ``W`` the zero-padded window sum over channels ``[c - lo, c + hi]`` (``WT`` its transpose,
 the window ``[c - hi, c + lo]``), ``a = alpha/size``, ``s = k + a W(x^2)``, ``q = s^-beta`` and
-``r = q/s``::
+``r = q/s``, evaluated in x/s and scale/s^2 (see ``_Lrn.hat``)::
 
     y = x q
     vjp:  dx = g q - 2 a beta x WT(g x r)
@@ -61,6 +61,21 @@ class _Lrn:
     def wt(self, a: Num) -> Num:
         return window_sum(a, self.window[1], self.window[0])
 
+    def hat(self) -> tuple[Any, Num, Num, Num]:
+        """``(s, x/s, scale/s^2, beta q / (scale/s^2))`` for a power of two ``s`` near max|x|.
+
+        ``q / scale = scale^(-beta-1)`` underflows (|x| ~ 1e15 in float32, 1e100 in float64) or
+        overflows (tiny |x| with k = 0) long before the derivatives do; written in x/s and
+        scale/s^2 neither happens.
+        """
+        finite = np.abs(self.x[np.isfinite(self.x)])
+        peak = float(finite.max()) if finite.size else 0.0
+        limit = np.finfo(self.x.dtype).maxexp // 2 - 4  # keeps s^2 a normal number
+        exponent = int(np.clip(np.frexp(peak)[1], -limit, limit)) if peak > 0.0 else 0
+        s = self.x.dtype.type(np.ldexp(1.0, exponent))
+        sh = self.scale / (s * s)
+        return s, self.x / s, sh, self.beta * self.q / sh
+
 
 def _prepare(nx: Numerics, prec: Precision, x: Num, hyper: Mapping[str, Any]) -> _Lrn:
     size = hyper_value(hyper, "size", _METHOD)
@@ -99,8 +114,8 @@ class LocalResponseNorm:
         assert x is not None
         lrn = _prepare(nx, prec, x, hyper)
         gc, two = lrn.first(g), x.dtype.type(2)
-        r = lrn.q / lrn.scale
-        dx = gc * lrn.q - two * lrn.coeff * lrn.beta * lrn.x * lrn.wt(gc * lrn.x * r)
+        _, xh, _, bq = lrn.hat()
+        dx = gc * lrn.q - two * lrn.coeff * xh * lrn.wt(gc * xh * bq)
         return {"x": lrn.back(dx)}
 
     def jvp(self, nx: Numerics, prec: Precision, inputs: Mapping[str, Num | None],
@@ -111,8 +126,8 @@ class LocalResponseNorm:
         if "x" not in t:
             return np.zeros_like(x)
         tc, two = lrn.first(t["x"]), x.dtype.type(2)
-        r = lrn.q / lrn.scale
-        dy = tc * lrn.q - two * lrn.coeff * lrn.beta * lrn.x * r * lrn.w(lrn.x * tc)
+        _, xh, _, bq = lrn.hat()
+        dy = tc * lrn.q - two * lrn.coeff * xh * bq * lrn.w(xh * tc)
         return lrn.back(dy)
 
     def second_order(self, nx: Numerics, prec: Precision, inputs: Mapping[str, Num | None],
@@ -124,11 +139,14 @@ class LocalResponseNorm:
             return {"x": np.zeros_like(x)}
         gc, tc = lrn.first(g), lrn.first(t["x"])
         one, two = x.dtype.type(1), x.dtype.type(2)
-        r = lrn.q / lrn.scale
-        ds = two * lrn.coeff * lrn.w(lrn.x * tc)
-        inner = gc * tc * r - (lrn.beta + one) * gc * lrn.x * r * ds / lrn.scale
-        dx = -lrn.beta * gc * r * ds - two * lrn.coeff * lrn.beta * (
-            tc * lrn.wt(gc * lrn.x * r) + lrn.x * lrn.wt(inner))
+        sc, xh, sh, bq = lrn.hat()
+        a2 = two * lrn.coeff
+        # linear in the tangent: feeding t/s instead of dividing the result by s keeps a tangent
+        # as small as x (1e-15 in float32) from underflowing inside W(x t) / scale
+        th = tc / sc
+        d = lrn.w(xh * th) / sh
+        dx = (-a2 * gc * bq * sh * d - a2 * th * lrn.wt(gc * xh * bq)
+              - a2 * xh * lrn.wt(gc * bq * (th - (lrn.beta + one) * a2 * xh * d)))
         return {"x": lrn.back(dx)}
 
 

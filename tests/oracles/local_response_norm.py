@@ -172,6 +172,12 @@ def _fd_cases() -> list[ProofCase]:
         name="fd-huge-2x5x3-ch=1-size=3-a=0.0001-b=0.75-k=1",
         primals={"x": 1e100 * rng.standard_normal((2, 5, 3))},
         hyper=_hyper(3, (1e-4, 0.75, 1.0), 1), fd=True, fd_step=1e97))
+    # |x| ~ 1e-100 with k = 0: scale^(-beta-1) ~ 1e350 overflows though the derivatives do not
+    rng = seeded(9991)
+    out.append(ProofCase(
+        name="fd-tiny-2x5x3-ch=1-size=3-a=1-b=0.75-k=0",
+        primals={"x": 1e-100 * (1.0 + rng.random((2, 5, 3)))},
+        hyper=_hyper(3, (1.0, 0.75, 0.0), 1), fd=True, fd_step=1e-104))
     return out
 
 
