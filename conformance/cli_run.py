@@ -121,6 +121,7 @@ def _run(args: argparse.Namespace) -> int:
     out = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 160)
     err = Console(stderr=True)
     status, summary = EXIT_FAILED, True
+    previous = _on_sigterm_interrupt()
     try:
         with _Progress(err, runner.total, enabled=not args.no_progress) as advance:
             runner.run(on_result=advance)
@@ -132,12 +133,34 @@ def _run(args: argparse.Namespace) -> int:
         summary = False
         raise _usage(exc) from None
     finally:
+        _restore_sigterm(previous)
         written = _write_reports(runner, args, err)
         if summary:
             from .reports import print_summary
 
             print_summary(runner.report, out)
     return status if written or status != EXIT_OK else EXIT_USAGE
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _on_sigterm_interrupt() -> Any:
+    """Treat SIGTERM (a CI job's timeout) like Ctrl-C, so the reports are still written."""
+    import signal
+
+    try:
+        return signal.signal(signal.SIGTERM, _interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        return None
+
+
+def _restore_sigterm(previous: Any) -> None:
+    import signal
+
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _command(config: Any, args: argparse.Namespace) -> list[str]:

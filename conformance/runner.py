@@ -6,7 +6,9 @@ validated (type, dtype, shape, unexpected NaN: an ``error``) and compared with t
 model (``pass`` or ``fail``), then the adapter's ledger is applied (``xfail``, ``xpass``).
 
 :class:`AdapterSession` runs one case at a time (the pytest plugin uses it directly);
-:class:`Runner` drives a whole selection and fills a :class:`~.results.Report`.
+:class:`Runner` drives a whole selection and fills a :class:`~.results.Report`. Workers are
+started with multiprocessing's *spawn* method, so a script that calls :class:`Runner` must keep
+its own top-level code under ``if __name__ == "__main__":`` (the ``normspec`` command does).
 """
 
 from __future__ import annotations

@@ -4,7 +4,12 @@ interruption, ``normspec list`` and the adapter-author example."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -74,8 +79,13 @@ def test_passing_run_exits_0_with_valid_reports(vectors: Path, tmp_path: Path,
 
 
 @pytest.mark.usefixtures("strict")
-def test_failing_run_exits_1_and_reports_the_failure(vectors: Path, tmp_path: Path) -> None:
+def test_failing_run_exits_1_and_reports_the_failure(vectors: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
     assert _cli(vectors, "fakes.adapters:OFF", tmp_path) == 1
+    out = capsys.readouterr().out
+    # The failure heads the summary with its full id (brackets are not eaten as markup).
+    assert f"FAIL fake_off layer_norm[{_first(vectors)}]-float32-jvp" in out
+    assert "Reproduce: normspec run --adapter fakes.adapters:OFF" in out
     doc = _json(tmp_path)
     validate_report(doc)
     assert doc["summary"]["fail"] == 1
@@ -142,6 +152,26 @@ def test_interrupt_writes_the_reports_so_far(vectors: Path, tmp_path: Path,
     assert doc["summary"]["ok"] is False
     assert doc["summary"]["total"] == 4  # the first case's checks only
     ET.parse(tmp_path / "r.xml")
+
+
+def test_sigterm_writes_the_reports_so_far(vectors: Path, tmp_path: Path) -> None:
+    # A CI job's timeout sends SIGTERM: the run stops like Ctrl-C and still writes its report.
+    tests = Path(__file__).resolve().parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tests), os.environ.get(
+        "PYTHONPATH", "")])}
+    report = tmp_path / "r.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "normspec.conformance.cli", "run", "--adapter",
+         "fakes.adapters:HANGING", "--method", "layer_norm", "--dtype", "float32",
+         "--vectors", str(vectors), "--no-progress", "--json", str(report)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(3)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    doc = json.loads(report.read_text())
+    validate_report(doc)
+    assert doc["meta"]["interrupted"] is True
 
 
 def _stderr_line(capsys: pytest.CaptureFixture[str]) -> str:
