@@ -230,6 +230,18 @@ def _lp_term_magnitude(case: CaseLike, check: str) -> float:
     return 0.0
 
 
+def _lrn_term_magnitude(case: CaseLike, check: str) -> float:
+    """local_response_norm's first derivatives are g p - (2 alpha/n) beta x A^T(g x q): with
+    p = scale^(-beta) and (alpha/n) x^2 <= scale, each term is at most |g| p (1 + 2 |beta|)."""
+    scale_stat = _forward(case).get("scale")
+    if scale_stat is None or check not in ("vjp", "jvp"):
+        return 0.0
+    with np.errstate(all="ignore"):
+        power = _finite_max(np.power(scale_stat, -float(case.hyper["beta"])))
+    direction = case.cotangent if check == "vjp" else case.tangent.get("x")
+    return _finite_max(direction) * power * (1.0 + 2.0 * abs(float(case.hyper["beta"])))
+
+
 def _term_magnitude(case: CaseLike, check: str, quantity: str, tol_class: str) -> float:
     """The size of the terms whose sum forms the quantity, for the moment-based methods.
 
@@ -274,6 +286,8 @@ def scale(case: CaseLike, check: str, quantity: str, expected: Array,
         r = max(r, _term_magnitude(case, check, quantity, tol_class))
     elif case.method == "lp_norm":
         r = max(r, _lp_term_magnitude(case, check))
+    elif case.method == "local_response_norm":
+        r = max(r, _lrn_term_magnitude(case, check))
     if r == 0.0:
         # an exactly-zero expected tensor (e.g. the second order of a bias): measure against the
         # largest quantity of the same check, so rounding noise is tolerated but a wrong value
