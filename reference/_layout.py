@@ -16,32 +16,34 @@ import numpy as np
 from ._checks import FloatArray
 
 
-def row_sum(a: FloatArray) -> FloatArray:
-    """Correctly rounded sum of each row of a 2-d array.
+def _row_total(row: FloatArray, divisor: int) -> float:
+    """``sum(row) / divisor``, the sum correctly rounded, with no spurious overflow.
 
-    Rows holding NaN, an infinity or a sum that overflows fall back to IEEE summation, so
-    NaN and Inf propagate exactly as the spec pages say.
+    A row of finite values whose sum overflows an intermediate is summed scaled by a power of
+    two (exact) and scaled back after the division, so a mean that fits is returned even when
+    the sum does not. NaN and +-inf propagate as IEEE summation says (inf + -inf is NaN).
     """
-    out = np.empty(a.shape[0], dtype=np.float64)
-    for i, row in enumerate(a):
-        try:
-            out[i] = math.fsum(row.tolist())
-        except OverflowError:
-            # finite terms whose sum overflows an intermediate: sum them scaled by a power of
-            # two (exact), then scale back; a true overflow of the result still gives inf
-            peak = float(np.max(np.abs(row)))
-            _, exponent = math.frexp(peak)
-            with np.errstate(over="ignore"):
-                out[i] = np.ldexp(math.fsum((row / math.ldexp(1.0, exponent)).tolist()),
-                                  exponent)
-        except ValueError:
-            # inf + (-inf): IEEE says NaN
-            out[i] = np.sum(row)
-    return out
+    if not np.isfinite(row).all():
+        with np.errstate(invalid="ignore"):
+            return float(np.sum(row)) / divisor
+    try:
+        return math.fsum(row.tolist()) / divisor
+    except OverflowError:
+        _, exponent = math.frexp(float(np.max(np.abs(row))))
+        scaled = math.fsum((row * math.ldexp(1.0, -exponent)).tolist()) / divisor
+        with np.errstate(over="ignore"):
+            return float(np.ldexp(scaled, exponent))
+
+
+def row_sum(a: FloatArray) -> FloatArray:
+    """Correctly rounded sum of each row of a 2-d array (see :func:`_row_total`)."""
+    return np.array([_row_total(row, 1) for row in a], dtype=np.float64).reshape(a.shape[0])
 
 
 def row_mean(a: FloatArray) -> FloatArray:
-    return row_sum(a) / a.shape[1]
+    """Mean of each row: the correctly rounded sum divided by the row length."""
+    n = a.shape[1]
+    return np.array([_row_total(row, n) for row in a], dtype=np.float64).reshape(a.shape[0])
 
 
 def sum_over(a: FloatArray, axes: tuple[int, ...]) -> FloatArray:

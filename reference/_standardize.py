@@ -50,7 +50,8 @@ def _pow2_row_scale(d: FloatArray) -> FloatArray:
     finite = np.where(np.isfinite(d), np.abs(d), 0.0)
     peak = finite.max(axis=1) if d.shape[1] else np.zeros(d.shape[0])
     _, exponent = np.frexp(np.where(peak > 0, peak, 1.0))
-    return np.ldexp(1.0, exponent)
+    # 2^1024 is not a float64: the largest rows are scaled by 2^1023 (|d/s| <= 2)
+    return np.ldexp(1.0, np.minimum(exponent, 1023))
 
 
 def moments(x2: FloatArray, eps: float, center: bool) -> Moments:
@@ -72,11 +73,11 @@ def moments(x2: FloatArray, eps: float, center: bool) -> Moments:
         # rstd = 1/sqrt(s^2 ms + eps) evaluated without forming s^2 ms when it could overflow
         # (s >= 1) or lose eps (eps == 0 with s < 1); q = s * rstd is the scaled rows' rstd.
         wide = (s >= 1.0) | (eps == 0.0)
-        q = np.where(wide, 1.0 / np.sqrt(ms + eps / (s * s)), 0.0)
+        q = np.where(wide, 1.0 / np.sqrt(ms + eps / s / s), 0.0)
         rstd_narrow = 1.0 / np.sqrt(s * s * ms + eps)
         rstd = np.where(wide, q / s, rstd_narrow)
         q = np.where(wide, q, rstd_narrow * s)
-        var = s * s * ms
+        var = (s * ms) * s  # overflows only when the variance itself does
         return Moments(z=ds * q[:, None], mean=mean, var=var, rstd=rstd)
 
 

@@ -314,23 +314,25 @@ def test_flax_momentum_is_the_weight_of_the_old_value() -> None:
         flax_momentum(None, 0)
 
 
-def test_batch_norm_unbiased_running_var_is_reported_unsupported() -> None:
+def test_batch_norm_unbiased_running_var_is_composed_and_labelled() -> None:
     case = CASES[8]
-    hyper = {**case.hyper, "running_var_estimator": "unbiased"}
+    hyper = {**case.hyper, "running_var_estimator": "unbiased", "num_batches_tracked": 3}
     inputs = _inputs(case)
     support = ADAPTER.case_support("batch_norm", inputs, hyper, dtype="float32", device="cpu")
-    assert not support.supported
+    assert support.supported
+    assert support.kind == "composed"
     assert "biased" in support.reason
-    with pytest.raises(NotImplementedError, match="unbiased"):
-        ADAPTER.forward("batch_norm", inputs, hyper, dtype="float64", device="cpu")
-    # The estimator does not touch y, so its derivatives still run (and agree).
-    g, _ = _directions(case, inputs, "float64")
-    got = ADAPTER.vjp("batch_norm", inputs, hyper, g, dtype="float64", device="cpu")
-    expected = reference.get("batch_norm").vjp(**inputs, **hyper, cotangent=g)
-    _assert_close(got["x"], expected["x"], "vjp x")
-    biased = ADAPTER.case_support("batch_norm", inputs, case.hyper, dtype="float32",
-                                  device="cpu")
-    assert biased.supported
+    got = ADAPTER.forward("batch_norm", inputs, hyper, dtype="float64", device="cpu")
+    expected = reference.get("batch_norm").forward(**inputs, **hyper)
+    for key in ("y", "running_mean", "running_var", "num_batches_tracked"):
+        _assert_close(got[key], expected[key], key)
+    # Flax's own (biased) value would differ by f * var / (n - 1): the estimator is honoured.
+    flax_biased = 0.9 * inputs["running_var"] + 0.1 * expected["var"]
+    assert np.min(np.abs(got["running_var"] - flax_biased)) > 1e-3
+    for biased in (case.hyper, {**case.hyper, "training": False}):
+        assert ADAPTER.case_support("batch_norm", inputs, biased, dtype="float32",
+                                    device="cpu") == ADAPTER.support("batch_norm", "float32",
+                                                                     "cpu")
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])

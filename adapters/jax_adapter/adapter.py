@@ -10,8 +10,10 @@ would otherwise silently become float32); see :mod:`._runtime`.
 batch_norm's running statistics are held the way Flax holds ``batch_stats``: in at least
 float32 (``force_float32_reductions``), i.e. float32 for float16/bfloat16/float32 and float64
 for float64. The updated ``running_mean``/``running_var`` returned are Flax's own
-``batch_stats['mean']``/``['var']`` after the training step. Flax exposes no batch mean,
-variance or rstd and keeps no ``num_batches_tracked`` counter, so those keys are left out.
+``batch_stats['mean']``/``['var']`` after the training step (composed only for the unbiased
+estimator, see :meth:`JaxAdapter.case_support`). Flax exposes no batch mean, variance or rstd,
+so those keys are left out; it keeps no step counter either, so ``num_batches_tracked`` is the
+adapter's own count, as a Flax training loop keeps one.
 """
 
 from __future__ import annotations
@@ -157,26 +159,20 @@ class JaxAdapter:
         """Like :meth:`support`, refined for one case's inputs and hyperparameters.
 
         batch_norm training with tracked statistics and ``running_var_estimator="unbiased"``
-        is unsupported: Flax stores only the biased running variance.
+        is ``composed``: Flax stores only the biased running variance, so the adapter builds
+        that update from jax.numpy (``y`` still comes from Flax).
         """
         base = self.support(method, dtype, device)
         if not base.supported:
             return base
         state = frozenset(k for k in TRANSLATIONS[method].state if inputs.get(k) is not None)
-        gap = TRANSLATIONS[method].forward_gap(hyper, state)
-        return base if gap is None else Support(False, kind=base.kind, reason=gap)
+        why = TRANSLATIONS[method].composed_when(hyper, state)
+        return base if why is None else Support(True, kind="composed", reason=why)
 
     def forward(self, method: str, inputs: Mapping[str, Array | None], hyper: Mapping[str, Any],
                 *, dtype: str, device: str) -> dict[str, Array]:
-        """``{"y": ...}`` plus the statistics the translation exposes (see the module docs).
-
-        Raises NotImplementedError for batch_norm training with tracked statistics and
-        ``running_var_estimator="unbiased"``, which Flax cannot express.
-        """
+        """``{"y": ...}`` plus the statistics the translation exposes (see the module docs)."""
         call = _prepare(method, inputs, hyper, dtype, device)
-        gap = TRANSLATIONS[method].forward_gap(dict(call.hyper), frozenset(call.state))
-        if gap is not None:
-            raise NotImplementedError(f"jax adapter, {method}: {gap}")
         y, stats = compiled("forward", method, dtype, call.hyper)(call.primals, call.state)
         return {"y": _runtime.to_numpy(y), **_grads(stats)}
 

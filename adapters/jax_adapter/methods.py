@@ -26,9 +26,9 @@ Conventions translated here, explicitly, for every call:
 * batch_norm: Flax ``momentum`` is the weight of the *old* running value, so
   ``momentum = 1 - batch_stat_weight``; ``"cumulative"`` becomes the per-step momentum
   ``k / (k + 1)`` with ``k = num_batches_tracked``, which is the cumulative average step by
-  step. Flax feeds the *biased* batch variance into ``batch_stats['var']``, so
-  ``running_var_estimator="unbiased"`` is unsupported (see :data:`TRANSLATIONS`), never
-  rescaled behind Flax's back.
+  step. Flax feeds the *biased* batch variance into ``batch_stats['var']``, so with
+  ``running_var_estimator="unbiased"`` the update is composed from jax.numpy and the case is
+  labelled ``composed`` (never Flax's value rescaled behind its back).
 * lp_norm and local_response_norm have no Flax layer: they are jax.numpy compositions, labelled
   ``composed``, that follow Flax's reduction rule (statistics in at least float32, the result
   cast to the dtype under test).
@@ -53,7 +53,7 @@ Fn = Callable[[Mapping[str, "jax.Array"], Mapping[str, "jax.Array"]],
 """``fn(primals, state) -> (y, stats)``, traceable by jax.jit, jax.vjp and jax.jvp."""
 
 
-def _no_gap(hyper: Mapping[str, Any], state: frozenset[str]) -> str | None:
+def _always_as_declared(hyper: Mapping[str, Any], state: frozenset[str]) -> str | None:
     return None
 
 
@@ -69,9 +69,10 @@ class Translation:
     """``build(jax_dtype, **hyper) -> fn``; raises TypeError for an unknown hyperparameter."""
     state: tuple[str, ...] = ()
     """Non-differentiable inputs (running statistics)."""
-    forward_gap: Callable[[Mapping[str, Any], frozenset[str]], str | None] = field(
-        default=_no_gap)
-    """Why :meth:`forward` cannot honour ``(hyper, state inputs present)``, or None."""
+    composed_when: Callable[[Mapping[str, Any], frozenset[str]], str | None] = field(
+        default=_always_as_declared)
+    """``(hyper, state inputs present) ->`` why that case is ``composed`` although the method
+    is native, or None when it runs as :attr:`kind` says."""
 
 
 def _axis(name: str, axis: object, ndim: int) -> int:
@@ -186,12 +187,13 @@ def flax_momentum(batch_stat_weight: object, num_batches_tracked: int) -> float:
     return 1.0 - f
 
 
-def _batch_norm_gap(hyper: Mapping[str, Any], state: frozenset[str]) -> str | None:
+def _batch_norm_composed(hyper: Mapping[str, Any], state: frozenset[str]) -> str | None:
     if hyper.get("training") and "running_mean" in state and (
             hyper.get("running_var_estimator") == "unbiased"):
-        return ("running_var_estimator='unbiased' is not supported: flax.linen.BatchNorm always "
-                "feeds the biased batch variance into batch_stats['var'] (_compute_stats); "
-                "rescaling it outside Flax would test the adapter, not Flax")
+        return ("y from flax.linen.BatchNorm; the running-statistics update with "
+                "running_var_estimator='unbiased' is composed from jnp.mean and "
+                "jnp.var(ddof=1), because Flax always feeds the biased batch variance into "
+                "batch_stats['var'] (never by rescaling Flax's value)")
     return None
 
 
@@ -200,11 +202,19 @@ def batch_norm(dt: Any, *, training: bool, eps: float, channel_axis: int = 1,
                running_var_estimator: str | None = None) -> Fn:
     """``flax.linen.BatchNorm(axis=channel_axis)``; training mutates ``batch_stats``.
 
-    ``running_var_estimator`` does not change ``y`` or its derivatives; forward refuses
-    "unbiased" through :func:`_batch_norm_gap` before this builder runs.
+    * Eval: ``use_running_average=True`` on the given statistics.
+    * Training, biased estimator: ``running_mean``/``running_var`` are Flax's own
+      ``batch_stats['mean']``/``['var']`` after the step, with ``momentum = 1 - f``.
+    * Training, ``running_var_estimator="unbiased"``: Flax cannot express it, so ``y`` still
+      comes from Flax while the update is composed from jax.numpy in Flax's statistics dtype
+      and Flax's update form ``momentum * old + (1 - momentum) * new``; such a case is
+      labelled ``composed`` (:func:`_batch_norm_composed`).
+    * ``num_batches_tracked`` (tracking only) is the step counter the adapter keeps, as a Flax
+      training loop does; Flax's BatchNorm has no counter.
     """
     import jax.numpy as jnp
     from flax import linen as nn
+    from jax import lax
 
     if running_var_estimator not in (None, "biased", "unbiased"):
         raise ValueError(f"argument 'running_var_estimator': got {running_var_estimator!r}, "
@@ -232,9 +242,10 @@ def batch_norm(dt: Any, *, training: bool, eps: float, channel_axis: int = 1,
         else:
             # Flax always keeps batch_stats; without tracking they are scratch, thrown away.
             stats = {"mean": jnp.zeros((x.shape[c],), sdt), "var": jnp.ones((x.shape[c],), sdt)}
+        m = 0.0 if momentum is None else momentum
         layer = nn.BatchNorm(use_running_average=not training, axis=c, epsilon=eps,
-                             momentum=0.0 if momentum is None else momentum, dtype=dt,
-                             param_dtype=dt, use_scale="weight" in p, use_bias="bias" in p)
+                             momentum=m, dtype=dt, param_dtype=dt, use_scale="weight" in p,
+                             use_bias="bias" in p)
         variables = {"params": _affine(p), "batch_stats": stats}
         if not training:
             return _apply(layer, variables, x), {}
@@ -242,8 +253,17 @@ def batch_norm(dt: Any, *, training: bool, eps: float, channel_axis: int = 1,
         y, updated = layer.apply(variables, x, mutable=["batch_stats"])
         if not tracking:
             return y, {}
-        new = updated["batch_stats"]
-        return y, {"running_mean": new["mean"], "running_var": new["var"]}
+        counter = jnp.asarray(int(num_batches_tracked) + 1, jnp.float64)
+        if running_var_estimator != "unbiased":
+            new = updated["batch_stats"]
+            return y, {"running_mean": new["mean"], "running_var": new["var"],
+                       "num_batches_tracked": counter}
+        xs = lax.stop_gradient(x).astype(sdt)
+        axes = tuple(i for i in range(x.ndim) if i != c)
+        mean, var = jnp.mean(xs, axis=axes), jnp.var(xs, axis=axes, ddof=1)
+        return y, {"running_mean": m * s["running_mean"] + (1 - m) * mean,
+                   "running_var": m * s["running_var"] + (1 - m) * var,
+                   "num_batches_tracked": counter}
 
     return fn
 
@@ -306,8 +326,8 @@ def local_response_norm(dt: Any, *, size: int, alpha: float, beta: float, k: flo
 TRANSLATIONS: Mapping[str, Translation] = {
     "batch_norm": Translation(
         "native", "flax.linen.BatchNorm (batch_stats mutable in training; momentum = "
-        "1 - batch_stat_weight; biased running variance only)", ("x", "weight", "bias"),
-        batch_norm, state=("running_mean", "running_var"), forward_gap=_batch_norm_gap),
+        "1 - batch_stat_weight)", ("x", "weight", "bias"),
+        batch_norm, state=("running_mean", "running_var"), composed_when=_batch_norm_composed),
     "layer_norm": Translation("native", "flax.linen.LayerNorm", ("x", "weight", "bias"),
                               layer_norm),
     "rms_norm": Translation("native", "flax.linen.RMSNorm", ("x", "weight"), rms_norm),
