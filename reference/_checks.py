@@ -9,8 +9,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import ParamSpec, TypeVar
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -142,8 +141,8 @@ def check_nonempty_reduction(name: str, shape: tuple[int, ...], axes: tuple[int,
         )
 
 
-def directions(name: str, given: Mapping[str, object] | None, allowed: Mapping[str, FloatArray | None]
-               ) -> dict[str, FloatArray | None]:
+def directions(name: str, given: Mapping[str, object] | None,
+               allowed: Mapping[str, FloatArray | None]) -> dict[str, FloatArray | None]:
     """Validate a tangent mapping: known keys, matching shapes, missing keys are zero."""
     given = {} if given is None else dict(given)
     unknown = sorted(set(given) - {k for k, v in allowed.items() if v is not None})

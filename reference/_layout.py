@@ -37,13 +37,15 @@ def _row_total(row: FloatArray, divisor: int) -> float:
 
 def row_sum(a: FloatArray) -> FloatArray:
     """Correctly rounded sum of each row of a 2-d array (see :func:`_row_total`)."""
-    return np.array([_row_total(row, 1) for row in a], dtype=np.float64).reshape(a.shape[0])
+    out: FloatArray = np.array([_row_total(row, 1) for row in a], dtype=np.float64)
+    return out
 
 
 def row_mean(a: FloatArray) -> FloatArray:
     """Mean of each row: the correctly rounded sum divided by the row length."""
     n = a.shape[1]
-    return np.array([_row_total(row, n) for row in a], dtype=np.float64).reshape(a.shape[0])
+    out: FloatArray = np.array([_row_total(row, n) for row in a], dtype=np.float64)
+    return out
 
 
 def sum_over(a: FloatArray, axes: tuple[int, ...]) -> FloatArray:
@@ -61,7 +63,8 @@ class Layout:
 
     ``perm`` orders the axes so that a C-order reshape to ``(rows, n)`` puts one reduction set
     per row; ``stat_shape`` is the shape the per-row statistics are reported in.
-    ``n`` is the size of each reduction set; ``param_axes`` are the input axes a weight or bias spans (in order).
+    ``n`` is the size of each reduction set; ``param_axes`` are the input axes a weight or bias
+    spans (in order).
     """
 
     shape: tuple[int, ...]

@@ -145,7 +145,8 @@ class _Rows:
         peak = np.max(np.where(np.isfinite(self.x), np.abs(self.x), 0.0), axis=1, keepdims=True)
         _, exponent = np.frexp(np.where(peak > 0.0, peak, 0.5))
         # s^2 must stay a normal float64 (|exponent| <= 511)
-        return np.ldexp(1.0, np.clip(exponent, -500, 500))
+        scale: FloatArray = np.ldexp(1.0, np.clip(exponent, -500, 500))
+        return scale
 
     def hat(self) -> tuple[FloatArray, FloatArray, FloatArray]:
         """``(s, x/s, scale/s^2)``."""

@@ -10,11 +10,9 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-
+from mutants import _MODULES as MUTANT_MODULES
 from normspec.conformance.results import Report
 from normspec.conformance.runner import RunConfig, Runner
-
-from mutants import _MODULES as MUTANT_MODULES
 
 SPECS = {module.MUTANT.name: f"{module.__name__}:MUTANT" for module in MUTANT_MODULES}
 """Each mutant as the ``module:attribute`` the runner loads in its worker process."""

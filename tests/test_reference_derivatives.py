@@ -14,9 +14,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-
 from normspec.reference import METHODS, get
-
 from oracles import ProofCase, oracle
 
 MAX_REL = 1e-8

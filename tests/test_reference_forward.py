@@ -9,9 +9,7 @@ from __future__ import annotations
 import mpmath
 import numpy as np
 import pytest
-
 from normspec.reference import METHODS, get
-
 from oracles import DPS, ProofCase, oracle
 
 MAX_ULP = 4.0

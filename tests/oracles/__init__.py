@@ -53,12 +53,13 @@ def to_float(a: np.ndarray) -> np.ndarray:
     return out
 
 
-def rows(a: np.ndarray, reduce_axes: tuple[int, ...]) -> Iterator[tuple[tuple[Any, ...], np.ndarray]]:
+def rows(a: np.ndarray, reduce_axes: tuple[int, ...]
+         ) -> Iterator[tuple[tuple[Any, ...], np.ndarray]]:
     """Yield ``(index into the kept axes, flat object array of the reduced values)``."""
     keep = tuple(i for i in range(a.ndim) if i not in reduce_axes)
     moved = np.transpose(a, keep + reduce_axes)
     kept_shape = tuple(a.shape[i] for i in keep)
-    flat = moved.reshape(kept_shape + (-1,))
+    flat = moved.reshape((*kept_shape, -1))
     for idx in np.ndindex(*kept_shape):
         yield idx, flat[idx]
 

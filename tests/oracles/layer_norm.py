@@ -10,7 +10,8 @@ import numpy as np
 from . import DPS, ProofCase, mp_array, rows, seeded
 
 
-def mp_forward(primals: dict[str, np.ndarray | None], hyper: dict[str, Any]) -> dict[str, np.ndarray]:
+def mp_forward(primals: dict[str, np.ndarray | None], hyper: dict[str, Any]
+               ) -> dict[str, np.ndarray]:
     x = primals["x"]
     assert x is not None
     axis = hyper["axis"] % x.ndim
