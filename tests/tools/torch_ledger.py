@@ -202,7 +202,6 @@ class Evidence:
         """Whether one check passes its budgets, computed in ``compute`` and rounded once to
         the dtype under test (statistics and state are compared unrounded)."""
         import numpy as np
-
         from normspec.conformance.runner import check_of
         from normspec.conformance.tolerance import compare_quantity
 
