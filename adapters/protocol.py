@@ -19,6 +19,10 @@ Conventions that hold for every call:
   alpha/size, eps placement and defaults); a tolerance never absorbs a convention.
 * ``dtype`` is one of ``"float64"``, ``"float32"``, ``"float16"``, ``"bfloat16"``; ``device`` is
   one of the names :meth:`Adapter.devices` returns (``"cpu"``, ``"cuda"``, ...).
+* Optional: an adapter may also define ``case_support(method, inputs, hyper, *, dtype, device)
+  -> Support`` to refine :meth:`Adapter.support` for one case, for example to label a variant it
+  composes from primitives (PyTorch's biased running variance) as ``"composed"``. The runner
+  calls it once per case when present.
 * Raise on failure. The runner turns an exception, a wrong shape or dtype, an unexpected NaN, a
   hang past the per-case timeout or a crashed process into an ``error`` result and goes on.
 """

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-CALL_OPS = ("forward", "vjp", "jvp", "second_order")
+CALL_OPS = ("case_support", "forward", "vjp", "jvp", "second_order")
 
 
 @dataclass(frozen=True)
@@ -127,6 +127,13 @@ def _invoke(adapter: Any, call: Call, method: str, dtype: str, device: str,
     # inputs of the next call.
     fresh = {k: None if v is None else np.array(v, copy=True) for k, v in inputs.items()}
     kw = dict(hyper)
+    if call.op == "case_support":
+        # optional refinement of support() for one case's inputs (e.g. a composed variant)
+        refine = getattr(adapter, "case_support", None)
+        if refine is None:
+            return None
+        s = refine(method, fresh, kw, dtype=dtype, device=device)
+        return {"supported": bool(s.supported), "kind": str(s.kind), "reason": str(s.reason)}
     fn = getattr(adapter, call.op)
     if call.op == "forward":
         return fn(method, fresh, kw, dtype=dtype, device=device)
@@ -159,7 +166,9 @@ def _serve(conn: Connection, adapter: Any, device: str) -> None:
         for call in calls:
             start = time.perf_counter()
             try:
-                value = _sanitize(_invoke(adapter, call, method, dtype, device, inputs, hyper))
+                raw = _invoke(adapter, call, method, dtype, device, inputs, hyper)
+                # case_support answers plain strings; results are sanitized arrays
+                value = raw if call.op == "case_support" else _sanitize(raw)
                 reply: tuple[Any, ...] = ("ok", call.op, value)
             except Exception as exc:
                 reply = ("raised", call.op, _adapter_traceback(exc))

@@ -289,10 +289,16 @@ class AdapterSession:
         outcomes = self.worker.run_case(planned.method, planned.dtype, case.inputs,
                                         dict(case.hyper), calls)
         by_op = {o.op: o for o in outcomes}
+        kind = support.kind
+        refined = by_op.get("case_support")
+        if refined is not None and refined.ok and isinstance(refined.value, dict) \
+                and refined.value.get("kind") in ("native", "composed"):
+            # the adapter's per-case answer (e.g. a variant it composes from primitives)
+            kind = refined.value["kind"]
         results = []
         for check in planned.checks:
             outcome = by_op["forward" if check == "state" else check]
-            results.append(self._evaluate(planned, case, check, outcome, support.kind))
+            results.append(self._evaluate(planned, case, check, outcome, kind))
         return results
 
     def _compare(self, planned: PlannedCase, key: str, tol_class: str, got: np.ndarray,
@@ -363,7 +369,7 @@ def _sort_key(headroom: float | None) -> float:
 
 
 def _calls(checks: Sequence[str], case: VectorCase) -> list[Call]:
-    calls: list[Call] = []
+    calls: list[Call] = [Call("case_support")]
     if "forward" in checks or "state" in checks:
         calls.append(Call("forward"))
     if "vjp" in checks:
