@@ -81,6 +81,6 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict over the packages."""
-    _install(session, "lint")
+    """mypy --strict over the packages (pytest is typed for the plugin)."""
+    _install(session, "lint", "test")
     session.run("mypy")
