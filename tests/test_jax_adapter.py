@@ -419,6 +419,32 @@ def test_flax_default_fast_variance_cancels_at_a_large_mean_offset() -> None:
     assert error(fast=True) > 1.0
 
 
+def test_flax_default_fast_variance_is_noise_on_constant_input() -> None:
+    """Minimal repro: constant rows (-1.9250644 in float32), eps = 1e-5: the gradient is 2% off.
+
+    The one-pass ``E[x^2] - E[x]^2`` of a constant is rounding noise (~5e-7 here, not 0),
+    comparable to eps, so rstd and every derivative move; the two-pass variance is exactly 0.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    x = np.full((3, 7), -1.9250644, dtype=np.float32)
+    g = np.random.default_rng(0).normal(size=(3, 7)).astype(np.float32)
+    exact = reference.get("layer_norm").vjp(x.astype(np.float64), cotangent=g, axis=-1,
+                                            eps=1e-5)["x"]
+
+    def error(fast: bool) -> float:
+        layer = flax_linen.LayerNorm(epsilon=1e-5, use_scale=False, use_bias=False,
+                                     use_fast_variance=fast, dtype=jnp.float32,
+                                     param_dtype=jnp.float32)
+        grad = jax.grad(lambda v: jnp.sum(layer.apply({}, v) * g))(jnp.asarray(x))
+        return float(np.max(np.abs(np.asarray(grad, np.float64) - exact)) /
+                     np.max(np.abs(exact)))
+
+    assert error(fast=False) < 1e-6
+    assert error(fast=True) > 1e-3
+
+
 # --- GPU ---
 
 needs_gpu = pytest.mark.skipif("gpu" not in ADAPTER.devices(),
@@ -490,3 +516,79 @@ def test_jax_second_order_through_rsqrt_breaks_at_extreme_variances(scale: float
     expected_unit = reference.get("layer_norm").second_order(
         x / scale, cotangent=g, tangent={"x": t / scale}, axis=-1, eps=0.0)["x"]
     np.testing.assert_allclose(unit, expected_unit, rtol=1e-12, atol=1e-14)
+
+
+def test_jax_first_order_through_rsqrt_overflows_in_float32_at_a_tiny_variance() -> None:
+    """Minimal repro: the float32 gradient of LayerNorm(eps=0) at |x| ~ 1e-15 is NaN.
+
+    The variance (~1e-30) and the gradient (~1e15) both fit float32, but JAX's rsqrt rule
+    forms ``rsqrt(v) / v = v**-1.5 ~ 1e45``, which overflows; inf times the zero-sum
+    cotangent terms gives NaN. Two-pass variance, as here, does not help.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    x = (np.array([[1.0, 2.0, 4.0, -3.0]]) * 1e-15).astype(np.float32)
+    g = np.array([[1.0, -2.0, 0.5, 1.5]], dtype=np.float32)
+    layer = flax_linen.LayerNorm(epsilon=0.0, use_scale=False, use_bias=False,
+                                 use_fast_variance=False, dtype=jnp.float32,
+                                 param_dtype=jnp.float32)
+    grad = np.asarray(jax.grad(lambda v: jnp.sum(layer.apply({}, v) * g))(jnp.asarray(x)))
+    exact = reference.get("layer_norm").vjp(x.astype(np.float64), cotangent=g, axis=-1,
+                                            eps=0.0)["x"]
+    assert np.all(np.abs(exact) < np.finfo(np.float32).max)
+    assert not np.all(np.isfinite(grad))
+
+
+def test_jax_pow_rule_underflows_before_the_lrn_derivative_does() -> None:
+    """Minimal repro: d/dx [x * (1 + x^2)^-0.75] at x = 1e100 in float64 has the wrong sign.
+
+    JAX differentiates ``s ** -0.75`` as ``-0.75 * s ** -1.75``; at ``s = 1e200`` that is
+    1e-350, below float64's range, so the second term of the product rule vanishes. The exact
+    derivative ``s**-0.75 * (1 - 1.5 x^2 / s)`` is about -5e-151 and fits easily. The composed
+    local_response_norm differentiates the same power of its window energy.
+    """
+    import jax
+    from normspec.adapters.jax_adapter import _runtime
+
+    _runtime.enable_x64()
+    x = 1e100
+    s = 1.0 + x * x
+    exact = s ** -0.75 * (1.0 - 1.5 * x * x / s)
+    got = float(jax.grad(lambda v: v * (1.0 + v * v) ** -0.75)(x))
+    assert exact < 0.0
+    assert got > 0.0
+    # At unit scale the same rule is exact to rounding.
+    v = 0.5
+    assert float(jax.grad(lambda u: u * (1.0 + u * u) ** -0.75)(v)) == pytest.approx(
+        (1.0 + v * v) ** -0.75 * (1.0 - 1.5 * v * v / (1.0 + v * v)), rel=1e-14)
+
+
+def test_jax_second_order_of_an_l2_normalization_underflows_in_float32_at_huge_inputs() -> None:
+    """Minimal repro: the float32 HVP of ``x / ||x||_2`` at |x| ~ 1e15 is wrong.
+
+    ``||x||`` (~1e15) and the HVP (~1e-15) fit float32, but JAX's div rule multiplies by
+    ``||x||**-2`` and its own derivative by ``||x||**-3`` (~1e-45, subnormal), so most bits
+    are lost. This is how the composed lp_norm (jnp.linalg.norm) differentiates.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    def hvp(x: np.ndarray, g: np.ndarray, t: np.ndarray) -> np.ndarray:
+        def loss(v: Any) -> Any:
+            return jnp.sum(v / jnp.linalg.norm(v, axis=-1, keepdims=True) * g)
+        return np.asarray(jax.jvp(jax.grad(loss), (jnp.asarray(x),), (jnp.asarray(t),))[1],
+                          dtype=np.float64)
+
+    unit = np.array([[1.0, -2.0, 0.5, 1.5, 3.0]], dtype=np.float32)
+    g = np.array([[0.5, 1.0, -1.0, 2.0, 0.25]], dtype=np.float32)
+    ref = reference.get("lp_norm")
+    for scale, limit in ((1.0, 1e-5), (1e15, None)):
+        x, t = unit * np.float32(scale), np.float32(scale) * g[:, ::-1]
+        exact = ref.second_order(x.astype(np.float64), cotangent=g, tangent={"x": t}, p=2,
+                                 axis=-1, eps=0.0)["x"]
+        err = np.max(np.abs(hvp(x, g, t) - exact)) / np.max(np.abs(exact))
+        if limit is None:
+            assert err > 1e-2  # float32 rounding alone would be ~1e-6
+        else:
+            assert err < limit

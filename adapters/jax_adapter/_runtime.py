@@ -46,8 +46,12 @@ def enable_x64() -> None:
     config.update("jax_enable_x64", True)
 
 
+@functools.cache
 def platforms() -> tuple[str, ...]:
-    """Device names usable now: ``"cpu"``, then ``"gpu"`` and ``"cuda"`` where JAX has them."""
+    """Device names usable now: ``"cpu"``, then ``"gpu"`` and ``"cuda"`` where JAX has them.
+
+    Cached: JAX initialises its backends once per process, so the answer cannot change.
+    """
     import jax
 
     found = []
