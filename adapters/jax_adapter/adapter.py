@@ -12,8 +12,8 @@ float32 (``force_float32_reductions``), i.e. float32 for float16/bfloat16/float3
 for float64. The updated ``running_mean``/``running_var`` returned are Flax's own
 ``batch_stats['mean']``/``['var']`` after the training step (composed only for the unbiased
 estimator, see :meth:`JaxAdapter.case_support`). Flax exposes no batch mean, variance or rstd,
-so those keys are left out; it keeps no step counter either, so ``num_batches_tracked`` is the
-adapter's own count, as a Flax training loop keeps one.
+so those keys are left out; it keeps no step counter either, so ``num_batches_tracked`` is not
+returned (the runner checks a counter only where an adapter returns one).
 """
 
 from __future__ import annotations

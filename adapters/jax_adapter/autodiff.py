@@ -85,4 +85,5 @@ def compiled(check: str, method: str, dtype: str, hyper: HyperKey) -> Callable[.
     import jax
 
     fn = TRANSLATIONS[method].build(NUMPY_DTYPES[dtype], **dict(hyper))
-    return jax.jit(_WRAPPERS[check](fn))
+    jitted: Callable[..., Any] = jax.jit(_WRAPPERS[check](fn))
+    return jitted

@@ -209,8 +209,8 @@ def batch_norm(dt: Any, *, training: bool, eps: float, channel_axis: int = 1,
       comes from Flax while the update is composed from jax.numpy in Flax's statistics dtype
       and Flax's update form ``momentum * old + (1 - momentum) * new``; such a case is
       labelled ``composed`` (:func:`_batch_norm_composed`).
-    * ``num_batches_tracked`` (tracking only) is the step counter the adapter keeps, as a Flax
-      training loop does; Flax's BatchNorm has no counter.
+    * ``num_batches_tracked`` is read (it sets the cumulative-average momentum) but not
+      returned: Flax's BatchNorm keeps no step counter, and the runner does not require one.
     """
     import jax.numpy as jnp
     from flax import linen as nn
@@ -253,17 +253,15 @@ def batch_norm(dt: Any, *, training: bool, eps: float, channel_axis: int = 1,
         y, updated = layer.apply(variables, x, mutable=["batch_stats"])
         if not tracking:
             return y, {}
-        counter = jnp.asarray(int(num_batches_tracked) + 1, jnp.float64)
+        # Flax keeps no step counter: num_batches_tracked is not returned (not checked)
         if running_var_estimator != "unbiased":
             new = updated["batch_stats"]
-            return y, {"running_mean": new["mean"], "running_var": new["var"],
-                       "num_batches_tracked": counter}
+            return y, {"running_mean": new["mean"], "running_var": new["var"]}
         xs = lax.stop_gradient(x).astype(sdt)
         axes = tuple(i for i in range(x.ndim) if i != c)
         mean, var = jnp.mean(xs, axis=axes), jnp.var(xs, axis=axes, ddof=1)
         return y, {"running_mean": m * s["running_mean"] + (1 - m) * mean,
-                   "running_var": m * s["running_var"] + (1 - m) * var,
-                   "num_batches_tracked": counter}
+                   "running_var": m * s["running_var"] + (1 - m) * var}
 
     return fn
 
