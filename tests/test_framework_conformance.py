@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-
 from normspec.conformance.runner import RunConfig, Runner
 
 
