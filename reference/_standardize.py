@@ -117,6 +117,18 @@ class AffineNorm:
             y = y + self.layout.param_view(bias)
         return y, m
 
+    def outputs(self, x: FloatArray, weight: FloatArray | None, bias: FloatArray | None
+                ) -> dict[str, FloatArray]:
+        """``y`` and the statistics under the spec's names, in the layout's statistic shape.
+
+        Centered: ``mean``, ``var``, ``rstd``; uncentered: ``mean_square``, ``rrms``.
+        """
+        y, m = self.forward(x, weight, bias)
+        stat = self.layout.stats_from_rows
+        if self.center:
+            return {"y": y, "mean": stat(m.mean), "var": stat(m.var), "rstd": stat(m.rstd)}
+        return {"y": y, "mean_square": stat(m.var), "rrms": stat(m.rstd)}
+
     @ieee
     def vjp(self, x: FloatArray, weight: FloatArray | None, bias: FloatArray | None,
             g: FloatArray) -> dict[str, FloatArray]:

@@ -63,10 +63,7 @@ def forward(x: object, weight: object = None, bias: object = None, *, axis: int,
             ) -> dict[str, FloatArray]:
     """Return ``{"y", "mean", "var", "rstd"}``; see the module docstring for the definition."""
     xa, w, b, norm = _setup(x, weight, bias, axis, eps)
-    y, m = norm.forward(xa, w, b)
-    lay = norm.layout
-    return {"y": y, "mean": lay.stats_from_rows(m.mean), "var": lay.stats_from_rows(m.var),
-            "rstd": lay.stats_from_rows(m.rstd)}
+    return norm.outputs(xa, w, b)
 
 
 def vjp(x: object, weight: object = None, bias: object = None, *, cotangent: object,

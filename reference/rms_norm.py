@@ -64,10 +64,7 @@ def _setup(x: object, weight: object, axis: int, eps: float
 def forward(x: object, weight: object = None, *, axis: int, eps: float) -> dict[str, FloatArray]:
     """Return ``{"y", "mean_square", "rrms"}``; see the module docstring for the definition."""
     xa, w, norm = _setup(x, weight, axis, eps)
-    y, m = norm.forward(xa, w, None)
-    lay = norm.layout
-    return {"y": y, "mean_square": lay.stats_from_rows(m.var),
-            "rrms": lay.stats_from_rows(m.rstd)}
+    return norm.outputs(xa, w, None)
 
 
 def vjp(x: object, weight: object = None, *, cotangent: object, axis: int, eps: float

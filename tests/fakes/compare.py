@@ -6,26 +6,12 @@ largest magnitude, with NaN/Inf at the same places.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from normspec.conformance.tolerance import Comparison
 
 BUDGET = 1e-9
-
-
-@dataclass(frozen=True)
-class Comparison:
-    passed: bool
-    error: float
-    budget: float
-    headroom: float
-    mismatched: int
-    total: int
-    first_mismatches: tuple[tuple[int, ...], ...]
-    max_abs: float
-    max_rel: float
-    message: str
 
 
 def strict_compare(method: str, dtype: str, quantity: str, tol_class: str, got: np.ndarray,
