@@ -5,6 +5,6 @@ Frameworks are imported only inside their adapter modules, never by importing th
 
 from __future__ import annotations
 
-from .protocol import CHECKS, DTYPES, Adapter, Array, Kind, Support
+from .protocol import CALLS, CHECKS, DERIVATIVE_CHECKS, DTYPES, Adapter, Array, Kind, Support
 
-__all__ = ["CHECKS", "DTYPES", "Adapter", "Array", "Kind", "Support"]
+__all__ = ["CALLS", "CHECKS", "DERIVATIVE_CHECKS", "DTYPES", "Adapter", "Array", "Kind", "Support"]

@@ -21,8 +21,16 @@ Conventions that hold for every call:
   one of the names :meth:`Adapter.devices` returns (``"cpu"``, ``"cuda"``, ...).
 * Optional: an adapter may also define ``case_support(method, inputs, hyper, *, dtype, device)
   -> Support`` to refine :meth:`Adapter.support` for one case, for example to label a variant it
-  composes from primitives (PyTorch's biased running variance) as ``"composed"``. The runner
-  calls it once per case when present.
+  composes from primitives (PyTorch's biased running variance) as ``"composed"``, to decline one
+  case (``supported=False``: every check of the case is a ``skip`` with the reason, and no other
+  call of the case is made), or to declare a quantity it cannot produce for that case. The
+  runner calls it once per case, before any other call of the case, when present.
+* Partial implementations say what they lack, never by raising: :attr:`Support.not_implemented`
+  names the checks an adapter does not implement (an inference runtime implements ``forward``
+  and ``state`` only; see :meth:`Support.forward_only`), and :attr:`Support.not_produced` names
+  single quantities it cannot return (ONNX's BatchNormalization has no unbiased running
+  variance). Both are reported as ``skip`` with the adapter's reason; a method of the protocol
+  that is never called may simply raise ``NotImplementedError``.
 * Raise on failure. The runner turns an exception, a wrong shape or dtype, an unexpected NaN, a
   hang past the per-case timeout or a crashed process into an ``error`` result and goes on.
 """
@@ -30,7 +38,7 @@ Conventions that hold for every call:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
@@ -39,7 +47,13 @@ import numpy.typing as npt
 Array = npt.NDArray[np.float64]
 Kind = Literal["native", "composed"]
 DTYPES: tuple[str, ...] = ("float64", "float32", "float16", "bfloat16")
-CHECKS: tuple[str, ...] = ("forward", "vjp", "jvp", "second_order")
+CHECKS: tuple[str, ...] = ("forward", "state", "vjp", "jvp", "second_order")
+"""Every check, in the order a case runs them. ``forward`` compares ``y`` and the statistics;
+``state`` compares the updated running statistics that the same forward call returns (stateful
+methods in training); ``vjp``, ``jvp`` and ``second_order`` compare derivatives."""
+DERIVATIVE_CHECKS: tuple[str, ...] = ("vjp", "jvp", "second_order")
+CALLS: tuple[str, ...] = ("forward", "vjp", "jvp", "second_order")
+"""The adapter methods that compute: ``forward`` serves both the forward and the state check."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +69,35 @@ class Support:
     supported: bool
     kind: Kind = "native"
     reason: str = ""
+    not_implemented: Mapping[str, str] = field(default_factory=dict)
+    """Checks (names from :data:`CHECKS`) that the adapter does not implement for this
+    combination, each mapped to the reason shown in reports. They are reported as ``skip`` and
+    their adapter methods are never called. Empty: every check is implemented."""
+    not_produced: Mapping[str, str] = field(default_factory=dict)
+    """Quantities the adapter cannot return, by their manifest names (``"forward/running_var"``,
+    ``"vjp/weight"``), each mapped to the reason. Each one is reported as skipped inside its
+    check, and the check's other quantities are still compared."""
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.not_implemented) - set(CHECKS))
+        if unknown:
+            raise ValueError(f"argument 'not_implemented': got checks {unknown}, expected names "
+                             f"from {list(CHECKS)}")
+        for what, table in (("not_implemented", self.not_implemented),
+                            ("not_produced", self.not_produced)):
+            empty = sorted(k for k, v in table.items() if not str(v).strip())
+            if empty:
+                raise ValueError(f"argument {what!r}: got no reason for {empty}, expected a "
+                                 f"non-empty reason for each entry")
+
+    @classmethod
+    def forward_only(cls, why: str, *, kind: Kind = "native", reason: str = "",
+                     not_produced: Mapping[str, str] | None = None) -> Support:
+        """A supported combination whose derivative checks are not implemented, because
+        ``why`` (e.g. ``"ONNX Runtime computes no derivatives"``)."""
+        return cls(True, kind=kind, reason=reason,
+                   not_implemented=dict.fromkeys(DERIVATIVE_CHECKS, why),
+                   not_produced=dict(not_produced or {}))
 
 
 @runtime_checkable

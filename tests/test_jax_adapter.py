@@ -24,7 +24,7 @@ pytest.importorskip("jax")
 flax_linen = pytest.importorskip("flax.linen")
 
 from normspec import reference  # noqa: E402
-from normspec.adapters import CHECKS, DTYPES, Adapter  # noqa: E402
+from normspec.adapters import CALLS, DTYPES, Adapter  # noqa: E402
 from normspec.adapters.jax_adapter import ADAPTER, JaxAdapter, make_adapter  # noqa: E402
 
 pytestmark = pytest.mark.jax
@@ -235,7 +235,7 @@ def _directions(case: Case, inputs: Mapping[str, np.ndarray], dtype: str
     return g, {k: _rounded(rng.normal(size=v.shape), dtype) for k, v in primals.items()}
 
 
-@pytest.mark.parametrize("check", CHECKS)
+@pytest.mark.parametrize("check", CALLS)
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
 def test_float64_agrees_with_the_reference(case: Case, check: str) -> None:
     inputs = _inputs(case)
@@ -460,7 +460,7 @@ needs_cuda = pytest.mark.skipif("cuda" not in ADAPTER.devices(),
 def test_gpu_agrees_with_the_reference(case: Case, device: str) -> None:
     inputs = _inputs(case)
     g, t = _directions(case, inputs, "float64")
-    for check in CHECKS:
+    for check in CALLS:
         got = _adapter_call(ADAPTER, case, inputs, check, g, t, device=device)
         expected = _reference_call(case, inputs, check, g, t)
         pairs = [("", got, expected)] if check == "jvp" else [

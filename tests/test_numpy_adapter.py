@@ -12,7 +12,7 @@ import ml_dtypes
 import numpy as np
 import pytest
 from normspec.adapters.numpy_adapter import ADAPTER, METHODS
-from normspec.adapters.protocol import CHECKS, DTYPES, Adapter
+from normspec.adapters.protocol import CALLS, DTYPES, Adapter
 from normspec.reference import METHODS as REFERENCE_METHODS
 
 STORAGE = {"float64": np.float64, "float32": np.float32, "float16": np.float16,
@@ -172,7 +172,7 @@ def test_support_declines_unknown_combinations_without_raising(
     assert needle in support.reason
 
 
-@pytest.mark.parametrize("check", CHECKS)
+@pytest.mark.parametrize("check", CALLS)
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 def test_agrees_with_reference_in_float64(case: Case, check: str) -> None:
     g, t = _directions(case, seed=1)
@@ -196,7 +196,7 @@ def _expected_shapes(case: Case, check: str) -> dict[str, tuple[int, ...]]:
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("check", CHECKS)
+@pytest.mark.parametrize("check", CALLS)
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 def test_results_are_float64_arrays_of_dtype_values(case: Case, check: str, dtype: str) -> None:
     rounded = case.rounded(dtype)
@@ -292,7 +292,7 @@ def test_second_order_matches_finite_differences_of_vjp(case: Case) -> None:
                                    err_msg=key)
 
 
-@pytest.mark.parametrize("check", CHECKS)
+@pytest.mark.parametrize("check", CALLS)
 def test_bad_method_name_raises_value_error_naming_it(check: str) -> None:
     case = Case("no_such_norm", "any", {"x": np.ones((2, 3))})
     g, t = _directions(case, seed=0)
