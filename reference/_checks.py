@@ -51,9 +51,54 @@ def _is_real_float(dtype: np.dtype[Any]) -> bool:
     return True
 
 
+def _describe(value: object) -> str:
+    """A short description of ``value`` for messages (an input may be too large to repr)."""
+    kind = type(value)
+    shape = getattr(value, "shape", None)
+    where = f" of shape {tuple(shape)}" if isinstance(shape, (tuple, list)) else ""
+    module = "" if kind.__module__ == "builtins" else f"{kind.__module__}."
+    return f"a {module}{kind.__qualname__}{where}"
+
+
+def _to_array(name: str, value: object) -> npt.NDArray[Any]:
+    """``np.asarray(value)``, with NumPy's and the tensor libraries' errors reworded.
+
+    Raising here (rather than letting NumPy or torch speak) keeps the contract that every
+    error names the argument; the checks cost nothing on the success path.
+    """
+    if isinstance(value, np.ma.MaskedArray):
+        # np.asarray drops the mask, so masked values would silently enter the statistics.
+        raise TypeError(
+            f"argument {name!r}: got a numpy masked array, expected a plain float array-like; "
+            "the reference has no notion of masked elements (pass arr.filled(v) or select "
+            "the valid elements explicitly)"
+        )
+    try:
+        return np.asarray(value)
+    except (ValueError, TypeError, RuntimeError) as exc:
+        if callable(getattr(value, "detach", None)):
+            # a tensor that NumPy cannot read directly: requires_grad, on a GPU, or a
+            # dtype NumPy lacks. Duck-typed so that the reference never imports torch.
+            raise TypeError(
+                f"argument {name!r}: got {_describe(value)} that NumPy cannot convert "
+                f"({exc}), expected a float array-like; for a tensor, pass "
+                "tensor.detach().cpu().numpy()"
+            ) from exc
+        if isinstance(exc, ValueError):
+            raise ValueError(
+                f"argument {name!r}: got {_describe(value)} that is not rectangular "
+                f"({exc}), expected a float array-like whose nested sequences all have "
+                "the same length"
+            ) from exc
+        raise TypeError(
+            f"argument {name!r}: got {_describe(value)} that NumPy cannot convert ({exc}), "
+            "expected a float array-like"
+        ) from exc
+
+
 def as_float64(name: str, value: object) -> FloatArray:
     """Convert a real floating array to float64 exactly, rejecting every other dtype."""
-    arr = np.asarray(value)
+    arr = _to_array(name, value)
     if not _is_real_float(arr.dtype):
         raise TypeError(
             f"argument {name!r}: got dtype {arr.dtype}, expected a real floating dtype "
@@ -144,10 +189,18 @@ def check_nonempty_reduction(name: str, shape: tuple[int, ...], axes: tuple[int,
 def directions(name: str, given: Mapping[str, object] | None,
                allowed: Mapping[str, FloatArray | None]) -> dict[str, FloatArray | None]:
     """Validate a tangent mapping: known keys, matching shapes, missing keys are zero."""
+    expected = sorted(k for k, v in allowed.items() if v is not None)
+    if given is not None and not isinstance(given, Mapping):
+        # dict(array) would fail with "dictionary update sequence element #0", which names
+        # neither the argument nor what it should be.
+        raise TypeError(
+            f"argument {name!r}: got {_describe(given)}, expected a mapping from primal names "
+            f"to arrays, e.g. {{'x': t}}, with keys from {expected}"
+        )
     given = {} if given is None else dict(given)
-    unknown = sorted(set(given) - {k for k, v in allowed.items() if v is not None})
+    # key=repr: keys of mixed types (an int and a str) do not compare with each other
+    unknown = sorted((k for k in given if k not in expected), key=repr)
     if unknown:
-        expected = sorted(k for k, v in allowed.items() if v is not None)
         raise ValueError(
             f"argument {name!r}: got keys {unknown} that are not differentiable inputs of "
             f"this call, expected a subset of {expected}"
