@@ -1,0 +1,616 @@
+"""Coverage of the definitions by the golden vectors: which cases exercise which branch.
+
+:data:`COVERAGE` maps each method to its rows. A row names one branch or convention of the
+method's definition (a reduction over several axes, the biased running variance, the clamped
+branch of lp_norm...), says how to recognize a case that exercises it (a predicate on the
+catalog case and, where the branch depends on values, on its vectors), the dtypes where the row
+is meaningful, and the minimum number of cases it must have in each of them.
+
+A case only counts in a dtype where it has vectors, and only when its output carries its input:
+:func:`degenerate` finds cases whose ``y`` is, to the last bit of the dtype, the bias (or zero)
+whatever ``x`` holds, such as ``tiny`` inputs with ``eps = 1e-5`` (``(x - mean) * rstd`` is
+~1e-13, below the bias' last bit). Rows about such branches themselves (constant input, a
+reduction of one value) set ``signal=False`` and count them.
+
+:func:`mutation_score` joins the mutation self-test (tests/mutants/) to the same tables: per
+method, how many of the mutants targeting it some case kills, and by how many cases.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+
+import ml_dtypes
+import numpy as np
+import numpy.typing as npt
+
+from .vectors import DTYPES, Manifest, VectorCase, load_manifest
+from .vectors.catalog import CaseSpec, load_catalog
+
+FloatArray = npt.NDArray[np.float64]
+
+WIDE = ("float64", "float32")
+"""Dtypes that hold a mean offset of 1e4 std (16-bit dtypes round such rows to constants)."""
+
+_ROUND: Mapping[str, npt.DTypeLike] = {
+    "float64": np.float64, "float32": np.float32, "float16": np.float16,
+    "bfloat16": ml_dtypes.bfloat16,
+}
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One catalog case in one dtype, with its vectors."""
+
+    spec: CaseSpec
+    vector: VectorCase
+
+    @property
+    def dtype(self) -> str:
+        return self.vector.dtype
+
+
+Predicate = Callable[[Sample], bool]
+
+
+@dataclass(frozen=True)
+class Row:
+    """One branch or convention of a method's definition and the cases that exercise it."""
+
+    name: str
+    what: str
+    test: Predicate
+    dtypes: tuple[str, ...] = DTYPES
+    """Where the row is meaningful; elsewhere it is neither counted nor required."""
+    minimum: int = 1
+    """Cases required in each of ``dtypes``."""
+    signal: bool = True
+    """Whether only cases whose output carries the input count (see :func:`degenerate`)."""
+    pending: str = ""
+    """Why the catalogs cannot meet ``minimum`` yet (then it is reported, not enforced)."""
+
+
+# --- predicates on a case --------------------------------------------------------------------
+
+
+def _axis(spec: CaseSpec, name: str, default: int | None = None) -> int:
+    value = spec.hyper.get(name, default)
+    assert isinstance(value, int), (spec.name, name, value)
+    return value % len(spec.shape)
+
+
+def channel_axis(spec: CaseSpec) -> int:
+    """The channel axis of a method that has channels (default 1)."""
+    return _axis(spec, "channel_axis", 1)
+
+
+def reduced_axes(spec: CaseSpec) -> tuple[int, ...]:
+    """Axes of ``x`` one statistic spans, from the method's definition (empty: none, e.g.
+    batch_norm in evaluation, or local_response_norm, which reduces a window of channels)."""
+    nd, method = len(spec.shape), spec.method
+    if method in ("layer_norm", "rms_norm"):
+        return tuple(range(_axis(spec, "axis"), nd))
+    if method == "lp_norm":
+        return (_axis(spec, "axis"),)
+    if method == "local_response_norm":
+        return ()
+    c = channel_axis(spec)
+    if method == "batch_norm":
+        return tuple(i for i in range(nd) if i != c) if spec.hyper["training"] is True else ()
+    spatial = tuple(i for i in range(1, nd) if i != c)
+    if method == "group_norm" and spec.shape[c] != spec.hyper["groups"]:
+        return (c, *spatial)  # the channels of one group are reduced together
+    return spatial
+
+
+def reduction_size(spec: CaseSpec) -> int | None:
+    """Values per statistic (LRN: the window size; None: the case has no reduction)."""
+    if spec.method == "local_response_norm":
+        size = spec.hyper["size"]
+        assert isinstance(size, int)
+        return size
+    axes = reduced_axes(spec)
+    if spec.method == "batch_norm" and spec.hyper["training"] is not True:
+        return None
+    n = math.prod(spec.shape[i] for i in axes)
+    if spec.method == "group_norm":
+        groups = spec.hyper["groups"]
+        assert isinstance(groups, int)
+        c = channel_axis(spec)
+        n = n // spec.shape[c] * (spec.shape[c] // groups) if c in axes else n
+    return n
+
+
+def several_axes(s: Sample) -> bool:
+    """At least two reduced axes of size > 1: reducing only one of them gives other values."""
+    return sum(s.spec.shape[i] > 1 for i in reduced_axes(s.spec)) >= 2
+
+
+def channels_last(s: Sample) -> bool:
+    """A channel axis other than 1 on an input with spatial axes."""
+    return len(s.spec.shape) >= 3 and channel_axis(s.spec) != 1
+
+
+def channels_last_same_size(s: Sample) -> bool:
+    """Channels-last where axis 1 has as many entries as the channel axis: a weight of shape
+    (C,) also fits axis 1, so assuming channels-first gives wrong values, not a shape error."""
+    c = channel_axis(s.spec)
+    return channels_last(s) and s.spec.shape[1] == s.spec.shape[c]
+
+
+def dist(kind: str) -> Predicate:
+    return lambda s: s.spec.dists["x"].kind == kind
+
+
+def offset_at_least(ratio: float) -> Predicate:
+    def test(s: Sample) -> bool:
+        d = s.spec.dists["x"]
+        return d.kind == "offset" and abs(d.get("ratio")) >= ratio
+    return test
+
+
+def mixed_scale(s: Sample) -> bool:
+    """Values spread over orders of magnitude inside one reduction set (or LRN window)."""
+    return s.spec.dists["x"].kind == "decades"
+
+
+def hyper(name: str, check: Callable[[object], bool]) -> Predicate:
+    return lambda s: name in s.spec.hyper and check(s.spec.hyper[name])
+
+
+def size_is(check: Callable[[int], bool]) -> Predicate:
+    def test(s: Sample) -> bool:
+        n = reduction_size(s.spec)
+        return n is not None and check(n)
+    return test
+
+
+def primals(*names: str) -> Predicate:
+    return lambda s: set(s.spec.present) == {"x", *names}
+
+
+def both(*tests: Predicate) -> Predicate:
+    return lambda s: all(t(s) for t in tests)
+
+
+def batch_of_one(s: Sample) -> bool:
+    return s.spec.shape[0] == 1
+
+
+def eps_zero(s: Sample) -> bool:
+    return s.spec.hyper.get("eps") == 0.0
+
+
+def training(s: Sample) -> bool:
+    return s.spec.hyper.get("training") is True
+
+
+def _batch_stat_weight(s: Sample) -> float:
+    """The weight of the new batch in the running averages (0 without state)."""
+    if not (training(s) and s.spec.state):
+        return 0.0
+    weight = s.spec.hyper["batch_stat_weight"]
+    if weight == "cumulative":
+        tracked = s.spec.hyper.get("num_batches_tracked", 0)
+        assert isinstance(tracked, int)
+        return 1.0 / (tracked + 1)
+    assert isinstance(weight, (int, float))
+    return float(weight)
+
+
+UNIT_ROUNDOFF: Mapping[str, float] = {
+    "float64": 2.0**-53, "float32": 2.0**-24, "float16": 2.0**-11, "bfloat16": 2.0**-8,
+}
+VISIBLE = 16.0
+"""A difference counts as visible when it exceeds this many units of roundoff of the result:
+four times the smallest budget of the tolerance table (c_out = 4), so a swapped
+convention must fail."""
+
+
+def estimator(kind: str) -> Predicate:
+    """The running variance takes the batch variance through ``kind``, and it shows: the two
+    estimators' updates differ by ``f var / (n-1)``, which must stand out of the dtype's
+    roundoff of the updated running variance (not so for f = 0.01 and n = 20 in bfloat16, a
+    batch variance of 1e-30 next to a running one of 1, or n = 1024 in float16)."""
+    def test(s: Sample) -> bool:
+        f = _batch_stat_weight(s)
+        n = reduction_size(s.spec)
+        if s.spec.hyper.get("running_var_estimator") != kind or f == 0.0 or not n or n < 2:
+            return False
+        var, updated = s.vector.forward.get("var"), s.vector.forward.get("running_var")
+        if var is None or updated is None or not np.all(np.isfinite(updated)):
+            return False
+        delta = f * var / (n - 1)
+        return bool(np.max(delta / np.abs(updated))
+                    > VISIBLE * UNIT_ROUNDOFF[s.dtype])
+    return test
+
+
+def cumulative(later: bool) -> Predicate:
+    def test(s: Sample) -> bool:
+        tracked = s.spec.hyper.get("num_batches_tracked", 0)
+        return (training(s) and bool(s.spec.state)
+                and s.spec.hyper.get("batch_stat_weight") == "cumulative"
+                and (tracked != 0) == later)
+    return test
+
+
+def momentum_direction(s: Sample) -> bool:
+    """A numeric weight f with f != 1 - f: taking it for the old value's weight shows."""
+    weight = s.spec.hyper.get("batch_stat_weight")
+    return (training(s) and bool(s.spec.state) and isinstance(weight, float)
+            and weight not in (0.5,))
+
+
+def clamped(s: Sample) -> bool:
+    """lp_norm: some row's norm is below eps and not zero (y = x / eps carries x)."""
+    norm = s.vector.forward.get("norm")
+    eps = float(s.spec.hyper["eps"])
+    return norm is not None and bool(np.any((norm < eps) & (norm > 0)))
+
+
+def unclamped(s: Sample) -> bool:
+    norm = s.vector.forward.get("norm")
+    eps = float(s.spec.hyper["eps"])
+    return norm is not None and bool(np.any(norm > eps))
+
+
+def window_past_channels(s: Sample) -> bool:
+    size = s.spec.hyper["size"]
+    assert isinstance(size, int)
+    return size > s.spec.shape[channel_axis(s.spec)]
+
+
+# --- degenerate cases ------------------------------------------------------------------------
+
+
+def _rounded(values: FloatArray, dtype: str) -> FloatArray:
+    with np.errstate(all="ignore"):
+        return np.asarray(values).astype(_ROUND[dtype]).astype(np.float64)
+
+
+def _broadcast_param(s: Sample, p: FloatArray) -> FloatArray:
+    """A weight/bias in the shape of ``x``, laid out as the method broadcasts it."""
+    shape = s.spec.shape
+    if s.spec.method in ("layer_norm", "rms_norm"):
+        return np.broadcast_to(p, shape)
+    view = [1] * len(shape)
+    view[channel_axis(s.spec)] = p.size
+    return np.broadcast_to(p.reshape(view), shape)
+
+
+def degenerate(s: Sample) -> bool:
+    """Whether ``y`` is, rounded to the dtype, the bias (zero without one) wherever finite.
+
+    Then no value of ``x`` reaches the output: an implementation that ignores the whole
+    normalization passes the forward check of this case.
+    """
+    y = s.vector.forward.get("y")
+    if y is None:
+        return False
+    bias = s.vector.inputs.get("bias") if "bias" in s.spec.present else None
+    base = np.zeros(y.shape) if bias is None else _broadcast_param(s, bias)
+    finite = np.isfinite(y)
+    return bool(np.any(finite)) and bool(
+        np.array_equal(_rounded(y, s.dtype)[finite], base[finite]))
+
+
+# --- the tables ------------------------------------------------------------------------------
+
+_DIST_ROWS: tuple[Row, ...] = (
+    Row("normal input", "standard normal x", dist("normal")),
+    Row("mean offset >= 1e3 std", "cancellation in the centered statistics",
+        offset_at_least(1e3)),
+    Row("mean offset >= 1e4 std", "cancellation beyond 16-bit dtypes", offset_at_least(1e4),
+        dtypes=WIDE),
+    Row("tiny scale", "squares below the dtype's normal range", dist("tiny")),
+    Row("huge scale", "squares above the dtype's range", dist("huge")),
+    Row("mixed scales in one set", "values orders of magnitude apart inside one reduction set "
+        "or window: the large ones must not swamp the small ones", mixed_scale, minimum=2,
+        pending="needs an input distribution spanning decades (e.g. `decades`: z * 10^U, U "
+                "uniform), which spec/FORMAT.md and the sampler do not have yet"),
+    Row("constant input", "zero variance / a flat window", dist("constant"), signal=False),
+    Row("NaN input", "NaN propagation", dist("nan"), signal=False),
+    Row("Inf input", "+-inf propagation", dist("inf"), signal=False),
+)
+
+_SIZE_ROWS: tuple[Row, ...] = (
+    Row("batch of 1", "a leading axis of one", batch_of_one),
+    Row("n = 1", "one value per statistic", size_is(lambda n: n == 1), signal=False),
+    Row("n = 7", "odd reduction", size_is(lambda n: n == 7)),
+    Row("n = 13", "odd reduction", size_is(lambda n: n == 13)),
+    Row("n > 1000", "long reduction", size_is(lambda n: n > 1000)),
+)
+
+_AFFINE_ROWS: tuple[Row, ...] = (
+    Row("weight and bias", "full affine", primals("weight", "bias")),
+    Row("weight only", "no bias", primals("weight")),
+    Row("bias only", "no weight", primals("bias")),
+    Row("no affine", "neither weight nor bias", primals()),
+)
+
+_EPS_ROWS: tuple[Row, ...] = (
+    Row("eps = 0", "no regularization", eps_zero),
+    Row("eps >= 0.1", "eps comparable to the variance", hyper("eps", lambda e: e >= 0.1)),
+)
+
+_CHANNEL_ROWS: tuple[Row, ...] = (
+    Row("channel axis not 1", "channels-last layouts (NHWC, NLC)", channels_last, minimum=2),
+    Row("channels-last, C = size of axis 1", "a weight that also fits axis 1: assuming "
+        "channels-first gives wrong values, not a shape error", channels_last_same_size,
+        minimum=2),
+)
+
+_SEVERAL_AXES = Row("several reduced axes", "one statistic spans two or more axes of size > 1",
+                    several_axes, minimum=2)
+
+COVERAGE: Mapping[str, tuple[Row, ...]] = {
+    "batch_norm": (
+        Row("training", "batch statistics", training),
+        Row("evaluation", "running statistics normalize", hyper("training", lambda t: t is False)),
+        _SEVERAL_AXES, *_CHANNEL_ROWS,
+        Row("unbiased running variance", "var * n/(n-1) enters the running average",
+            estimator("unbiased"), minimum=2),
+        Row("biased running variance", "var enters the running average", estimator("biased"),
+            minimum=2),
+        Row("cumulative, first batch", "f = 1/(0+1): the batch replaces the running statistics",
+            cumulative(later=False), minimum=2),
+        Row("cumulative, later batch", "f = 1/(num_batches_tracked+1)", cumulative(later=True),
+            minimum=2),
+        Row("batch_stat_weight direction", "a numeric f != 1 - f: the weight of the new batch",
+            momentum_direction, minimum=2),
+        Row("batch_stat_weight = 0", "the running statistics do not move",
+            both(training, hyper("batch_stat_weight", lambda f: f == 0.0))),
+        Row("running_var = 0 (evaluation)", "eps alone bounds the output",
+            lambda s: not training(s) and s.spec.dists.get("running_var") is not None
+            and s.spec.dists["running_var"].kind == "constant"),
+        *_SIZE_ROWS, *_AFFINE_ROWS, *_EPS_ROWS[:1], *_DIST_ROWS,
+    ),
+    "layer_norm": (
+        _SEVERAL_AXES, Row("1-d input", "the whole input is one set",
+                           lambda s: len(s.spec.shape) == 1),
+        *_SIZE_ROWS, *_AFFINE_ROWS, *_EPS_ROWS, *_DIST_ROWS,
+    ),
+    "rms_norm": (
+        _SEVERAL_AXES, Row("1-d input", "the whole input is one set",
+                           lambda s: len(s.spec.shape) == 1),
+        *_SIZE_ROWS, _AFFINE_ROWS[1], _AFFINE_ROWS[3], *_EPS_ROWS, *_DIST_ROWS,
+    ),
+    "instance_norm": (
+        _SEVERAL_AXES, *_CHANNEL_ROWS,
+        Row("3 spatial axes", "NCDHW", lambda s: len(s.spec.shape) == 5),
+        *_SIZE_ROWS, *_AFFINE_ROWS, *_EPS_ROWS[:1], *_DIST_ROWS,
+    ),
+    "group_norm": (
+        _SEVERAL_AXES, *_CHANNEL_ROWS,
+        Row("1 < groups < C", "groups of several channels, several groups",
+            lambda s: 1 < int(str(s.spec.hyper["groups"]))
+            < s.spec.shape[channel_axis(s.spec)]),
+        Row("groups = 1", "one group: layer norm over C and space",
+            hyper("groups", lambda g: g == 1)),
+        Row("groups = C", "one channel per group: instance norm",
+            lambda s: s.spec.hyper["groups"] == s.spec.shape[channel_axis(s.spec)]),
+        *_SIZE_ROWS, *_AFFINE_ROWS, *_EPS_ROWS[:1], *_DIST_ROWS,
+    ),
+    "lp_norm": (
+        Row("p = 1", "sum of |x|", hyper("p", lambda p: p == 1.0)),
+        Row("p = 2", "Euclidean norm", hyper("p", lambda p: p == 2.0)),
+        Row("other p", "p = 1.5, 3, 4", hyper("p", lambda p: p not in (1.0, 2.0))),
+        Row("p = 1, eps = 0", "a runtime without eps, at p = 1",
+            both(hyper("p", lambda p: p == 1.0), eps_zero), minimum=2),
+        Row("clamped branch", "norm below eps (and not zero): y = x / eps", clamped, minimum=2),
+        Row("unclamped with eps > 0", "norm above eps: y = x / norm", both(
+            unclamped, hyper("eps", lambda e: e > 0))),
+        Row("axis not last", "the norm along a leading axis",
+            lambda s: _axis(s.spec, "axis") != len(s.spec.shape) - 1, minimum=2),
+        *_SIZE_ROWS, *_EPS_ROWS[:1], *_DIST_ROWS,
+    ),
+    "local_response_norm": (
+        Row("channel axis not 1", "channels-last layouts: the window runs along another axis",
+            channels_last, minimum=2),
+        Row("even size", "asymmetric window: floor(size/2) before, floor((size-1)/2) after",
+            hyper("size", lambda n: n % 2 == 0)),
+        Row("size = 1", "a window of one channel", hyper("size", lambda n: n == 1)),
+        Row("window past both edges", "size > C: zero padding on both sides",
+            window_past_channels),
+        Row("k = 0", "no additive constant", hyper("k", lambda k: k == 0.0)),
+        Row("beta != 0.75", "other exponents", hyper("beta", lambda b: b != 0.75)),
+        Row("3 spatial axes", "NCDHW", lambda s: len(s.spec.shape) == 5),
+        *_SIZE_ROWS[:1], *(r for r in _DIST_ROWS if r.dtypes != WIDE),
+    ),
+}
+"""Per method, the branches and conventions of its definition (see the module docstring)."""
+
+
+# --- counting ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RowCoverage:
+    """The cases of one row, per dtype where the row is meaningful."""
+
+    row: Row
+    cases: Mapping[str, tuple[str, ...]]
+    """dtype -> names of the counted cases, in catalog order."""
+    degenerate: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """dtype -> cases the predicate matches but whose output does not carry the input."""
+
+    @property
+    def fewest(self) -> int:
+        return min((len(v) for v in self.cases.values()), default=0)
+
+    @property
+    def short(self) -> bool:
+        """Below the row's minimum in some dtype (pending rows are never short)."""
+        return not self.row.pending and self.fewest < self.row.minimum
+
+
+@dataclass(frozen=True)
+class MethodCoverage:
+    method: str
+    rows: tuple[RowCoverage, ...]
+    degenerate: Mapping[str, tuple[str, ...]]
+    """dtype -> cases whose output does not carry the input."""
+
+
+@cache
+def _manifest() -> Manifest:
+    return load_manifest()
+
+
+def samples(method: str, manifest: Manifest | None = None) -> dict[str, tuple[Sample, ...]]:
+    """dtype -> every case of the catalog that has vectors in that dtype."""
+    manifest = _manifest() if manifest is None else manifest
+    specs = {c.name: c for c in load_catalog(method).cases}
+    return {dtype: tuple(Sample(specs[v.name], v) for v in manifest.cases(method, dtype))
+            for dtype in manifest.dtypes(method)}
+
+
+def method_coverage(method: str, manifest: Manifest | None = None) -> MethodCoverage:
+    """Count the cases of every row of ``method`` (see the module docstring)."""
+    if method not in COVERAGE:
+        raise ValueError(f"argument 'method': got {method!r}, expected one of {list(COVERAGE)}")
+    by_dtype = samples(method, manifest)
+    flat = {d: {s.spec.name for s in ss if degenerate(s)} for d, ss in by_dtype.items()}
+    rows = []
+    for row in COVERAGE[method]:
+        counted: dict[str, tuple[str, ...]] = {}
+        dropped: dict[str, tuple[str, ...]] = {}
+        for dtype in row.dtypes:
+            hits = [s.spec.name for s in by_dtype.get(dtype, ()) if row.test(s)]
+            keep = [n for n in hits if not row.signal or n not in flat[dtype]]
+            counted[dtype] = tuple(keep)
+            dropped[dtype] = tuple(n for n in hits if n not in keep)
+        rows.append(RowCoverage(row, counted, dropped))
+    return MethodCoverage(method, tuple(rows),
+                          {d: tuple(sorted(v)) for d, v in flat.items() if v})
+
+
+# --- mutation score ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MutantKills:
+    """What one mutant's run against its target methods failed."""
+
+    mutant: str
+    what: str
+    targets: tuple[str, ...]
+    killing_cases: Mapping[str, tuple[str, ...]]
+    """method -> cases with a failing or erroring check."""
+
+
+def mutation_score(kills: Iterable[MutantKills]) -> dict[str, tuple[int, int, int]]:
+    """method -> (killed, total, fewest killing cases of a killed mutant)."""
+    out: dict[str, list[int]] = {}
+    for k in kills:
+        for method in k.targets:
+            entry = out.setdefault(method, [0, 0, 1 << 30])
+            n = len(k.killing_cases.get(method, ()))
+            entry[1] += 1
+            if n:
+                entry[0] += 1
+                entry[2] = min(entry[2], n)
+    return {m: (e[0], e[1], e[2] if e[0] else 0) for m, e in out.items()}
+
+
+# --- rendering ---------------------------------------------------------------------------------
+
+PAGE_TITLE = "# Coverage of the definitions"
+MUTATION_HEADING = "## Mutation score"
+
+_INTRO = """\
+Generated by `normspec coverage --mutants tests --markdown docs/coverage.md`; do not edit.
+The rows are `normspec.conformance.coverage.COVERAGE`: each names a branch or convention of a
+method's definition and a predicate on a catalog case (hyperparameters, shapes, distributions,
+which of weight/bias/state it passes) and, where the branch depends on values, on its vectors.
+A column counts the cases that exercise the row in that dtype; `-` marks a dtype where the row
+is not meaningful. A case whose output is, to the dtype's last bit, the bias (or zero) whatever
+its input holds does not count (rows about that branch itself excepted); those are listed per
+method. **min** is the number of cases a row must have in each of its dtypes.
+"""
+
+
+def _cell(names: Sequence[str] | None) -> str:
+    return "-" if names is None else str(len(names))
+
+
+def _union(cov: RowCoverage) -> list[str]:
+    seen: dict[str, None] = {}
+    for names in cov.cases.values():
+        seen.update(dict.fromkeys(names))
+    return list(seen)
+
+
+def coverage_markdown(coverages: Sequence[MethodCoverage]) -> str:
+    lines = [PAGE_TITLE, "", _INTRO]
+    for mc in coverages:
+        lines += [f"## {mc.method}", "",
+                  "| row | what | min | " + " | ".join(DTYPES) + " | cases |",
+                  "|---|---|---|" + "---|" * len(DTYPES) + "---|"]
+        for cov in mc.rows:
+            row = cov.row
+            minimum = f"{row.minimum} (pending)" if row.pending else str(row.minimum)
+            counts = " | ".join(_cell(cov.cases.get(d)) for d in DTYPES)
+            names = ", ".join(f"`{n}`" for n in _union(cov))
+            what = row.what + (f"; pending: {row.pending}" if row.pending else "")
+            lines.append(f"| {row.name} | {what} | {minimum} | {counts} | {names} |")
+        if mc.degenerate:
+            lines += ["", "Not counted (output independent of the input): " + "; ".join(
+                f"{d}: " + ", ".join(f"`{n}`" for n in names)
+                for d, names in mc.degenerate.items()) + "."]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def mutation_markdown(kills: Sequence[MutantKills]) -> str:
+    score = mutation_score(kills)
+    lines = [MUTATION_HEADING, "",
+             "Each mutant (tests/mutants/) is the `numpy` adapter with one real bug; it is run "
+             "on the methods its bug class lives in. A mutant is killed in a method when some "
+             "check of some case fails or errors there.", "",
+             "| method | killed / total | fewest killing cases |", "|---|---|---|"]
+    for method in COVERAGE:
+        if method in score:
+            killed, total, fewest = score[method]
+            lines.append(f"| {method} | {killed} / {total} | {fewest} |")
+    lines += ["", "| mutant | bug class | method: killing cases |", "|---|---|---|"]
+    for k in kills:
+        cells = "; ".join(f"{m}: {len(k.killing_cases.get(m, ()))}" for m in k.targets)
+        lines.append(f"| `{k.mutant}` | {k.what} | {cells} |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def page(coverages: Sequence[MethodCoverage], kills: Sequence[MutantKills] | None) -> str:
+    """The whole docs/coverage.md; without ``kills``, the coverage part only."""
+    text = coverage_markdown(coverages)
+    return text if kills is None else text + "\n" + mutation_markdown(kills)
+
+
+def split_page(text: str) -> tuple[str, str]:
+    """(coverage part, mutation part) of a page written by :func:`page`."""
+    head, sep, tail = text.partition("\n" + MUTATION_HEADING)
+    return head, (sep.lstrip("\n") + tail if sep else "")
+
+
+__all__ = ["COVERAGE", "MethodCoverage", "MutantKills", "Row", "RowCoverage", "Sample",
+           "coverage_markdown", "degenerate", "method_coverage", "mutation_markdown",
+           "mutation_score", "page", "reduced_axes", "reduction_size", "split_page"]
+
+
+def kill(mutant: str, spec: str, targets: Sequence[str], what: str = "") -> MutantKills:
+    """Run the mutant adapter ``spec`` (``module:attribute``) on ``targets`` and collect the
+    cases where a check fails or errors."""
+    from .runner import RunConfig, Runner
+
+    report = Runner(RunConfig(adapters=(spec,), methods=tuple(targets))).run()
+    found: dict[str, dict[str, None]] = {m: {} for m in targets}
+    for r in report.results:
+        if r.status in ("fail", "error"):
+            found.setdefault(r.method, {})[r.case] = None
+    return MutantKills(mutant, what, tuple(targets),
+                       {m: tuple(found[m]) for m in targets})
