@@ -137,6 +137,8 @@ class OnnxAdapter:
             why = ("no CUDAExecutionProvider (install onnxruntime-gpu)" if device == "cuda"
                    else f"unknown device {device!r}")
             return Support(False, reason=f"device {device!r} unavailable: {why}")
+        if method == "layer_norm" and dtype == "float64":
+            return Support(False, reason=translate.LAYER_NORM_FLOAT64)
         failure = self.probe(method, dtype, device)
         if failure is not None:
             return Support(False, reason=f"no {dtype} kernel in {self.backend.label} "

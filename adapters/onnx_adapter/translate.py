@@ -28,8 +28,8 @@ Conventions translated here, each checked against onnx 1.23.2 and onnxruntime 1.
   float32 accumulation; float64 (11) for float64 models of GroupNormalization and
   RMSNormalization, so a float64 model is not computed in float32. LayerNormalization's schema
   allows only float32 and bfloat16 for its stash type (and its Mean/InvStdDev outputs), so its
-  float64 model says float32 (1), the widest it can; a runtime that honours it computes a
-  float64 layer norm's statistics in float32.
+  float64 model would compute its statistics in float32 by definition: float64 layer norm is
+  declined (:data:`LAYER_NORM_FLOAT64`).
 * Operators whose scale (and bias) inputs are required get ones (and zeros) for a case without
   that parameter: ``v * 1`` and ``v + 0`` are exact in IEEE arithmetic, so the op's result is the
   no-affine result (up to the sign of a zero, which no comparison sees).
@@ -73,6 +73,10 @@ OPS: dict[str, str] = {
 STASH_TYPES: dict[str, int] = {"float64": 11, "float32": 1, "float16": 1, "bfloat16": 1}
 """``stash_type`` (an ONNX TensorProto element type) per dtype under test."""
 _STASH_NAMES = {11: "float64", 1: "float32"}
+LAYER_NORM_FLOAT64 = (
+    "ONNX LayerNormalization (opset 17) cannot express a float64 layer norm: its stash_type, "
+    "the type of stage one and of Mean/InvStdDev, allows float32 and bfloat16 only, so a "
+    "float64 model computes its statistics in float32 by definition")
 
 
 def stash_type(op: str, dtype: str) -> int:
@@ -472,11 +476,11 @@ def plan(method: str, inputs: Mapping[str, Array | None], hyper: Mapping[str, An
 def decline(method: str, inputs: Mapping[str, Array | None], hyper: Mapping[str, Any]
             ) -> str | None:
     """Why ONNX's operator cannot express this case exactly, or None when it can."""
-    if method == "batch_norm" and is_tracking(inputs, hyper):
-        if hyper.get("batch_stat_weight") == "cumulative":
-            return ("ONNX BatchNormalization's momentum is a fixed model attribute; the "
-                    "cumulative average (batch_stat_weight='cumulative', f = 1/(count+1)) needs "
-                    "a batch counter the op does not keep")
+    if (method == "batch_norm" and is_tracking(inputs, hyper)
+            and hyper.get("batch_stat_weight") == "cumulative"):
+        return ("ONNX BatchNormalization's momentum is a fixed model attribute; the "
+                "cumulative average (batch_stat_weight='cumulative', f = 1/(count+1)) needs a "
+                "batch counter the op does not keep")
     if method == "lp_norm":
         return _lp_decline(inputs, hyper)
     return None
