@@ -21,12 +21,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     build = actions.add_parser(
         "build", help="generate spec/vectors from spec/cases",
         description="Generate the vectors of every catalog (or of --method) and write them, "
-                    "replacing what was there.")
+                    "replacing the files of the methods built. A file is removed only when "
+                    "the manifest already in the directory lists it under a method being "
+                    "rebuilt and the build no longer produces it; nothing else there is "
+                    "touched.")
     build.add_argument("--out", type=Path, default=None,
                        help="output directory (default: the installed normspec spec/vectors)")
     build.add_argument("--method", action="append", default=None, metavar="METHOD",
-                       help="build only this method (repeatable); the manifest then lists only "
-                            "the methods built")
+                       help="build only this method (repeatable); the other methods of a "
+                            "valid manifest already in the output directory stay listed, with "
+                            "their files")
     build.set_defaults(func=_build)
     check = actions.add_parser(
         "check", help="rebuild in a temporary directory and compare with the committed vectors",
@@ -58,7 +62,8 @@ def _build(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from .vectors.generate import SIZE_BUDGET, build, sizes, write
+    from .cli import UsageError
+    from .vectors.generate import SIZE_BUDGET, build, keep_other_methods, sizes, write
     from .vectors.manifest import dumps
     from .vectors.storage import as_path, default_vectors_root
 
@@ -71,7 +76,21 @@ def _build(args: argparse.Namespace) -> int:
     except (ValueError, TypeError) as exc:
         print(f"normspec vectors build: error: {exc}", file=sys.stderr)
         return 1
-    write(out, manifest, files)
+    try:
+        note = None
+        if methods is not None:
+            manifest, note = keep_other_methods(out, manifest)
+        removed = write(out, manifest, files)
+    except OSError as exc:
+        # a read-only or missing location is a bad --out, not a bug: one line, exit status 2
+        where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(out) else ""
+        raise UsageError(f"--out {out}: cannot write the vectors there: "
+                         f"{exc.strerror or exc}{where}") from None
+    if note:
+        console.print(f"note: {note}", markup=False, highlight=False)
+    for rel in removed:
+        console.print(f"removed {out / rel} (listed by the previous manifest, no longer built)",
+                      markup=False, highlight=False)
     per_method = sizes(manifest)
     table = Table(title=f"golden vectors in {out}")
     for column in ("method", "cases", "skipped (case x dtype)", "bytes"):

@@ -6,6 +6,7 @@ method (primal names, hyperparameter names) and fills in the defaults. See spec/
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import re
@@ -95,13 +96,19 @@ def _load_toml(text: str, source: str) -> dict[str, Any]:
         raise ValueError(f"{source}: invalid TOML ({exc})") from None
 
 
-def hyper_names(module: ModuleType, method: str) -> tuple[set[str], set[str]]:
+def hyper_names(module: ModuleType, method: str) -> tuple[frozenset[str], frozenset[str]]:
     """(all, required) keyword-only hyperparameters of ``module.forward``, state excluded."""
+    return _hyper_names(module, method)
+
+
+@functools.cache
+def _hyper_names(module: ModuleType, method: str) -> tuple[frozenset[str], frozenset[str]]:
+    # cached: inspect.signature costs more than the rest of validating a case
     params = inspect.signature(module.forward).parameters.values()
     kw = [p for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
     state = set(STATE_INPUTS.get(method, ()))
-    names = {p.name for p in kw} - state
-    required = {p.name for p in kw if p.default is inspect.Parameter.empty} - state
+    names = frozenset(p.name for p in kw) - state
+    required = frozenset(p.name for p in kw if p.default is inspect.Parameter.empty) - state
     return names, required
 
 

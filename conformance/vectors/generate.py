@@ -27,6 +27,7 @@ from .storage import (
     STORAGE_CODE,
     Traversable,
     default_cases_root,
+    describe,
     encode,
     numpy_dtype,
     reference_module,
@@ -275,6 +276,9 @@ def build(methods: Sequence[str] | None = None, cases_root: Traversable | Path |
     """Build the manifest and the files' bytes for ``methods`` (default: every catalog)."""
     root = default_cases_root() if cases_root is None else cases_root
     chosen = tuple(catalog_methods(root)) if methods is None else tuple(methods)
+    if not chosen:
+        # a manifest without methods is rejected on load; say so here, where the cause is
+        raise ValueError(f"{describe(root)}: no case catalog (<method>.toml) to build from")
     built = [build_method(load_catalog(m, root)) for m in chosen]
     manifest: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
@@ -288,22 +292,86 @@ def build(methods: Sequence[str] | None = None, cases_root: Traversable | Path |
     return manifest, files
 
 
-def write(out: Path, manifest: Mapping[str, Any], files: Mapping[str, bytes]) -> None:
-    """Write ``files`` and the manifest under ``out``; remove vector files no longer built."""
+def _listed_files(out: Path) -> dict[str, set[str]]:
+    """Vector files per method that the manifest already in ``out`` lists (empty if none).
+
+    The manifest is only a record of what an earlier build wrote; it is not validated, since a
+    build must be able to replace a broken one. A listing that is not a plain
+    ``<method>/<dtype>.safetensors`` path is ignored, so no manifest can point outside ``out``.
+    """
+    import json
+
+    try:
+        data = json.loads((out / MANIFEST_NAME).read_text(encoding="utf-8"))
+        methods = data["methods"]
+        listed = {m: {d["file"] for d in entry["dtypes"].values()}
+                  for m, entry in methods.items()}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return {}
+    return {m: {f for f in files if f in {f"{m}/{d}.safetensors" for d in DTYPES}}
+            for m, files in listed.items()}
+
+
+def write(out: Path, manifest: Mapping[str, Any], files: Mapping[str, bytes]) -> list[str]:
+    """Write ``files`` and the manifest under ``out``; return the vector files removed.
+
+    Removal rule: a file is removed only when the manifest previously in ``out`` lists it
+    under a method that ``manifest`` lists too (a method rebuilt or kept), and neither
+    ``manifest`` nor ``files`` has it any more. Anything else under ``out`` (other methods'
+    vectors, unrelated files) is never touched. New files are written before anything is
+    removed, so a failed write (an ``OSError``) leaves every earlier file in place.
+    """
     from .manifest import dumps
 
+    previous = _listed_files(out)
     out.mkdir(parents=True, exist_ok=True)
-    stale = {p.relative_to(out).as_posix() for p in out.glob("*/*.safetensors")} - set(files)
-    for rel in sorted(stale):
-        (out / rel).unlink()
     for rel, data in files.items():
         target = out / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
-    for folder in out.iterdir():
+    (out / MANIFEST_NAME).write_text(dumps(manifest), encoding="utf-8")
+    listed = {d["file"] for entry in manifest["methods"].values()
+              for d in entry["dtypes"].values()}
+    stale = sorted({f for m in manifest["methods"] for f in previous.get(m, ())}
+                   - set(files) - listed)
+    for rel in stale:
+        (out / rel).unlink(missing_ok=True)
+    for method in {rel.split("/", 1)[0] for rel in stale}:
+        folder = out / method
         if folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()
-    (out / MANIFEST_NAME).write_text(dumps(manifest), encoding="utf-8")
+    return stale
+
+
+def keep_other_methods(out: Path, manifest: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """``manifest`` plus the entries of the manifest already in ``out`` for methods not rebuilt.
+
+    Rebuilding some methods (``--method``) then updates them in place instead of leaving a
+    manifest that no longer lists the other methods' files. The earlier entries are kept
+    only when that manifest is valid and was built with the same format, dtypes and tolerance
+    classes; otherwise the note says why the new manifest lists only the methods built (their
+    files stay where they are, unlisted).
+    """
+    from .manifest import load_manifest
+    from .storage import VectorFormatError
+
+    if not (out / MANIFEST_NAME).is_file():
+        return manifest, None
+    try:
+        previous = load_manifest(out).data
+    except VectorFormatError as exc:
+        return manifest, (f"the manifest already there is not valid ({exc}); the new one lists "
+                          "only the methods built, other files are left in place")
+    fixed = ("format_version", "dtypes", "tolerance_classes")
+    changed = [k for k in fixed if previous.get(k) != manifest.get(k)]
+    if changed:
+        return manifest, (f"the manifest already there differs in {changed}; the new one "
+                          "lists only the methods built, other files are left in place")
+    kept = {m: e for m, e in previous["methods"].items() if m not in manifest["methods"]}
+    if not kept:
+        return manifest, None
+    merged = {**manifest, "methods": {**kept, **manifest["methods"]}}
+    return merged, f"kept the vectors of {sorted(kept)} from the manifest already there"
 
 
 def sizes(manifest: Mapping[str, Any]) -> dict[str, int]:
@@ -317,4 +385,5 @@ SIZE_BUDGET = 30_000_000
 
 
 __all__ = ["FORMAT_VERSION", "SIZE_BUDGET", "TOLERANCE_CLASSES", "build", "build_method",
-           "case_vectors", "draw_case", "generator_info", "sizes", "tolerance_class", "write"]
+           "case_vectors", "draw_case", "generator_info", "keep_other_methods", "sizes",
+           "tolerance_class", "write"]

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from .catalog import hyper_names
 from .storage import (
     MANIFEST_NAME,
     SCHEMA_NAME,
@@ -29,6 +30,7 @@ from .storage import (
     decode,
     default_vectors_root,
     describe,
+    reference_module,
     sha256,
     spec_root,
     storage_code,
@@ -92,6 +94,11 @@ def validate(data: object, source: str, digest: str | None = None) -> None:
         best_match,
     )
 
+    if isinstance(data, dict) and data.get("methods") == {}:
+        # Said before the schema pass: an empty set would otherwise surface much later as a
+        # run that "matches no test", which points at the selection rather than the file.
+        raise VectorFormatError(f"{source}: defines no methods, expected at least one (build "
+                                "the vectors with `normspec vectors build`)")
     if digest is None or digest not in _VALID_DIGESTS:
         error = best_match(_validator().iter_errors(data))
         if error is not None:
@@ -99,7 +106,12 @@ def validate(data: object, source: str, digest: str | None = None) -> None:
             raise VectorFormatError(f"{source}: does not match {SCHEMA_NAME} at {where}: "
                                     f"{error.message}")
     assert isinstance(data, dict)
+    methods = reference_module().METHODS
     for method, entry in data["methods"].items():
+        if method not in methods:
+            raise VectorFormatError(f"{source}: methods/{method}: not a method of the "
+                                    f"reference, expected names from {list(methods)}")
+        _check_hyper(source, method, entry["cases"])
         names = [c["name"] for c in entry["cases"]]
         if len(set(names)) != len(names):
             raise VectorFormatError(f"{source}: methods/{method}: duplicate case names")
@@ -114,6 +126,24 @@ def validate(data: object, source: str, digest: str | None = None) -> None:
                     f"{sorted(covered)}, expected each of {sorted(names)} exactly once")
     if digest is not None:
         _VALID_DIGESTS.add(digest)
+
+
+def _check_hyper(source: str, method: str, cases: Sequence[Mapping[str, Any]]) -> None:
+    """Each case's hyperparameters must be keyword-only parameters of the method's ``forward``.
+
+    A misspelt key would otherwise reach an adapter, which may ignore it and test a default.
+    """
+    accepted, required = hyper_names(reference_module(method), method)
+    for i, case in enumerate(cases):
+        where = f"{source}: methods/{method}/cases[{i}] ({case['name']!r})"
+        unknown = sorted(set(case["hyper"]) - accepted)
+        if unknown:
+            raise VectorFormatError(f"{where}: unknown hyperparameter(s) {unknown} for "
+                                    f"{method}, expected names from {sorted(accepted)}")
+        missing = sorted(required - set(case["hyper"]))
+        if missing:
+            raise VectorFormatError(f"{where}: missing required hyperparameter(s) {missing} "
+                                    f"for {method}")
 
 
 @dataclass(frozen=True)
@@ -325,7 +355,10 @@ def load_manifest(root: Traversable | Path | str | None = None) -> Manifest:
     if not resource.is_file():
         raise VectorFormatError(f"{source}: not found (build the vectors with "
                                 "`normspec vectors build`)")
-    raw = resource.read_bytes()
+    try:
+        raw = resource.read_bytes()
+    except OSError as exc:
+        raise VectorFormatError(f"{source}: cannot be read ({exc.strerror or exc})") from None
     try:
         data = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
