@@ -14,6 +14,7 @@ from importlib import import_module
 from pathlib import Path
 from typing import Any
 
+from .options import seconds
 from .results import CHECK_ORDER
 
 DTYPES = ("float64", "float32", "float16", "bfloat16")
@@ -37,7 +38,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                           "default: all)")
     run.add_argument("--method", action="append", metavar="METHOD",
                      help="method to run (repeatable; default: every method with vectors)")
-    run.add_argument("--case", metavar="GLOB", help="only cases whose name matches this glob")
+    run.add_argument("--case", action="append", metavar="GLOB",
+                     help="only cases whose name matches this glob (repeatable: a case runs "
+                          "when it matches any of them)")
+    run.add_argument("--exclude-case", action="append", metavar="GLOB",
+                     help="leave out cases whose name matches this glob (repeatable)")
     run.add_argument("--check", action="append", choices=CHECK_ORDER, metavar="CHECK",
                      help=f"check to run, one of {', '.join(CHECK_ORDER)} (repeatable; "
                           "default: all)")
@@ -69,12 +74,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _positive(text: str) -> float:
     try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"got {text!r}, expected a number of seconds") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"got {text!r}, expected a positive number of seconds")
-    return value
+        return seconds(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _usage(exc: BaseException) -> Exception:
@@ -109,7 +111,9 @@ def _run(args: argparse.Namespace) -> int:
         config = RunConfig(
             adapters=specs, device=args.device,
             dtypes=tuple(dict.fromkeys(args.dtype or DTYPES)),
-            methods=tuple(dict.fromkeys(args.method or ())), case=args.case,
+            methods=tuple(dict.fromkeys(args.method or ())),
+            cases=tuple(dict.fromkeys(args.case or ())),
+            exclude_cases=tuple(dict.fromkeys(args.exclude_case or ())),
             checks=tuple(c for c in CHECK_ORDER if c in (args.check or CHECK_ORDER)),
             timeout=args.timeout, vectors=args.vectors, ledger_dir=args.ledger_dir)
         runner = Runner(config, argv=_command(config, args))
@@ -173,8 +177,10 @@ def _command(config: Any, args: argparse.Namespace) -> list[str]:
         cmd += ["--dtype", d]
     for m in config.methods:
         cmd += ["--method", m]
-    if config.case is not None:
-        cmd += ["--case", config.case]
+    for g in config.cases:
+        cmd += ["--case", g]
+    for g in config.exclude_cases:
+        cmd += ["--exclude-case", g]
     for c in config.checks:
         cmd += ["--check", c]
     cmd += ["--timeout", f"{config.timeout:g}"]

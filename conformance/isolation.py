@@ -57,11 +57,13 @@ class Outcome:
     value: Any = None
     error: str = ""
     duration_s: float = 0.0
+    declined: str = ""
+    """Why the call was not made: the adapter's per-case support answer ruled it out."""
 
     @property
     def ok(self) -> bool:
         """Whether the adapter returned (the value still has to be validated)."""
-        return not self.error
+        return not self.error and not self.declined
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,32 @@ class SupportInfo:
     state: str
     kind: str = "native"
     reason: str = ""
+    not_implemented: Mapping[str, str] = field(default_factory=dict)
+    """Checks the adapter does not implement, with its reasons (skipped, never called)."""
+    not_produced: Mapping[str, str] = field(default_factory=dict)
+    """Quantities (``forward/running_var``) the adapter cannot return, with its reasons."""
+
+
+def support_info(s: Any) -> SupportInfo:
+    """Plain-data copy of an adapter's :class:`~normspec.adapters.Support` answer.
+
+    Only str and dict cross the process boundary, so the parent never unpickles an adapter's
+    class; a malformed answer raises TypeError naming what is wrong.
+    """
+    supported = getattr(s, "supported", None)
+    if not isinstance(supported, bool):
+        raise TypeError(f"got {type(s).__name__} with supported={supported!r}, expected a "
+                        f"normspec.adapters.Support")
+    tables = []
+    for attr in ("not_implemented", "not_produced"):
+        table = getattr(s, attr, None) or {}
+        if not isinstance(table, Mapping):
+            raise TypeError(f"Support.{attr}: got {type(table).__name__}, expected a mapping "
+                            f"of names to reasons")
+        tables.append({str(k): str(v) for k, v in table.items()})
+    return SupportInfo("supported" if supported else "unsupported",
+                       str(getattr(s, "kind", "native")), str(getattr(s, "reason", "")),
+                       tables[0], tables[1])
 
 
 @dataclass(frozen=True)
@@ -96,6 +124,14 @@ def _sanitize(value: object, depth: int = 0) -> object:
     if isinstance(value, np.ndarray):
         if value.dtype.hasobject:
             return Foreign(f"numpy.ndarray[{value.dtype}]", "object array")
+        if type(value) is not np.ndarray:
+            # A subclass (a masked array, a framework's array type) would make the parent
+            # import its module to unpickle it. It crosses as a plain array; a masked array's
+            # mask would be lost silently, so that one is refused.
+            if isinstance(value, np.ma.MaskedArray):
+                return Foreign(f"{type(value).__module__}.{type(value).__qualname__}",
+                               "a masked array (its mask would be lost)")
+            return np.array(value, subok=False)
         return value
     if isinstance(value, Mapping) and depth == 0:
         return {str(k): _sanitize(v, depth + 1) for k, v in value.items()}
@@ -110,15 +146,28 @@ def _describe(adapter: Any, device: str, methods: Sequence[str], dtypes: Sequenc
     for method in methods:
         for dtype in dtypes:
             try:
-                s = adapter.support(method, dtype, device)
-                state = "supported" if s.supported else "unsupported"
-                support[method, dtype] = SupportInfo(state, str(s.kind), str(s.reason))
+                support[method, dtype] = support_info(adapter.support(method, dtype, device))
             except Exception as exc:  # an adapter bug: reported as errors, not as skips
                 support[method, dtype] = SupportInfo(
                     "error", reason=f"support() raised {type(exc).__name__}: {exc}")
     versions = {str(k): str(v) for k, v in dict(adapter.versions()).items()}
     return WorkerInfo(name=str(adapter.name), versions=versions,
-                      devices=tuple(str(d) for d in adapter.devices()), support=support)
+                      devices=checked_devices(adapter.devices()), support=support)
+
+
+def checked_devices(devices: object) -> tuple[str, ...]:
+    """An adapter's ``devices()`` answer as a tuple of names; TypeError for anything else.
+
+    A bare string is refused: iterating ``"cpu"`` would give the devices c, p and u.
+    """
+    if isinstance(devices, (str, bytes)) or not isinstance(devices, (tuple, list)):
+        raise TypeError(f"devices() returned {type(devices).__name__} {devices!r}, expected a "
+                        f"tuple of device names such as ('cpu',)")
+    bad = [d for d in devices if not isinstance(d, str) or not d]
+    if bad:
+        raise TypeError(f"devices() returned {tuple(devices)!r}, expected non-empty str names "
+                        f"(bad: {bad!r})")
+    return tuple(devices)
 
 
 def _invoke(adapter: Any, call: Call, method: str, dtype: str, device: str,
@@ -132,8 +181,7 @@ def _invoke(adapter: Any, call: Call, method: str, dtype: str, device: str,
         refine = getattr(adapter, "case_support", None)
         if refine is None:
             return None
-        s = refine(method, fresh, kw, dtype=dtype, device=device)
-        return {"supported": bool(s.supported), "kind": str(s.kind), "reason": str(s.reason)}
+        return support_info(refine(method, fresh, kw, dtype=dtype, device=device))
     fn = getattr(adapter, call.op)
     if call.op == "forward":
         return fn(method, fresh, kw, dtype=dtype, device=device)
@@ -144,6 +192,18 @@ def _invoke(adapter: Any, call: Call, method: str, dtype: str, device: str,
         return fn(method, fresh, kw, tangent, dtype=dtype, device=device)
     return fn(method, fresh, kw, np.array(call.args["cotangent"]), tangent, dtype=dtype,
               device=device)
+
+
+def _declined_calls(info: SupportInfo) -> dict[str, str]:
+    """The calls a per-case support answer rules out: all of them for an unsupported case,
+    else those whose checks are all not implemented (forward serves forward and state)."""
+    if info.state != "supported":
+        return dict.fromkeys(CALL_OPS[1:], info.reason or "unsupported case")
+    out = {op: info.not_implemented[op] for op in ("vjp", "jvp", "second_order")
+           if op in info.not_implemented}
+    if "forward" in info.not_implemented and "state" in info.not_implemented:
+        out["forward"] = info.not_implemented["forward"]
+    return out
 
 
 def _adapter_traceback(exc: BaseException, limit: int = 8) -> str:
@@ -163,13 +223,20 @@ def _serve(conn: Connection, adapter: Any, device: str) -> None:
         if msg is None:
             return
         method, dtype, inputs, hyper, calls = msg
+        declined: Mapping[str, str] = {}
         for call in calls:
             start = time.perf_counter()
+            if call.op in declined:
+                # The adapter's per-case answer said it does not run this call: never made.
+                conn.send(("declined", call.op, declined[call.op], 0.0))
+                continue
             try:
                 raw = _invoke(adapter, call, method, dtype, device, inputs, hyper)
-                # case_support answers plain strings; results are sanitized arrays
+                # case_support answers plain data; results are sanitized arrays
                 value = raw if call.op == "case_support" else _sanitize(raw)
                 reply: tuple[Any, ...] = ("ok", call.op, value)
+                if isinstance(value, SupportInfo):
+                    declined = _declined_calls(value)
             except Exception as exc:
                 reply = ("raised", call.op, _adapter_traceback(exc))
             reply = (*reply, time.perf_counter() - start)
@@ -220,9 +287,13 @@ class Worker:
     """A persistent worker process for one adapter on one device.
 
     ``timeout`` bounds each adapter call (seconds); ``startup_timeout`` bounds loading the
-    adapter (importing a framework can take a while). After ``max_restarts`` consecutive
-    crashes or timeouts without one successful call in between, the worker gives up and every
-    further call is an error without running.
+    adapter (importing a framework can take a while). When one kind of call (``forward``,
+    ``vjp``, ...) crashes or times out more than ``max_restarts`` times in a row, with no answer
+    to that kind of call in between, the worker gives up on it: every further call of that kind
+    is an error without running, so an adapter that hangs on every ``vjp`` costs a few timeouts,
+    not one per case. Answers to other kinds of call do not reset the count (an adapter that
+    answers ``case_support`` and then hangs in ``forward`` is still given up on). When the worker
+    cannot be restarted at all, every further call is an error.
     """
 
     def __init__(self, spec: str, device: str, methods: Sequence[str], dtypes: Sequence[str],
@@ -240,7 +311,8 @@ class Worker:
         self._conn: Connection | None = None
         self._log_dir = tempfile.TemporaryDirectory(prefix="normspec-worker-")
         self._crash_log = os.path.join(self._log_dir.name, "faulthandler.log")
-        self._failures = 0
+        self._failures: dict[str, int] = {}
+        self._gave_up_on: dict[str, str] = {}
         self._gave_up = ""
 
     # Lifecycle -------------------------------------------------------------------------------
@@ -317,6 +389,11 @@ class Worker:
             if self._gave_up:
                 outcomes += [Outcome(c.op, error=self._gave_up) for c in pending]
                 break
+            outcomes += [Outcome(c.op, error=self._gave_up_on[c.op]) for c in pending
+                         if c.op in self._gave_up_on]
+            pending = [c for c in pending if c.op not in self._gave_up_on]
+            if not pending:
+                break
             if self._conn is None:
                 try:
                     self.start()
@@ -347,14 +424,16 @@ class Worker:
                 return [*out, self._lost(call.op, time.perf_counter() - start)]
             if msg is None:
                 self._kill()
-                self._count_failure()
+                self._count_failure(call.op)
                 return [*out, Outcome(call.op, duration_s=time.perf_counter() - start, error=(
                     f"timed out: {call.op} did not return within {self.timeout:g} s "
                     f"(the worker was killed and restarted)"))]
             kind, op, payload, seconds = msg
-            self._failures = 0
+            self._failures.pop(op, None)
             if kind == "ok":
                 out.append(Outcome(op, value=payload, duration_s=seconds))
+            elif kind == "declined":
+                out.append(Outcome(op, declined=str(payload)))
             else:
                 out.append(Outcome(op, error=f"the adapter raised:\n{payload}".rstrip(),
                                    duration_s=seconds))
@@ -373,17 +452,18 @@ class Worker:
         what = _exit_text(proc.exitcode if proc is not None else None)
         crash = self._crash_text()
         self._kill()
-        self._count_failure()
+        self._count_failure(op)
         return Outcome(op, duration_s=seconds, error=(
             f"crashed: the worker process {what} during {op} (the worker was restarted)"
             + crash))
 
-    def _count_failure(self) -> None:
-        self._failures += 1
-        if self._failures > self.max_restarts:
-            self._gave_up = (f"not run: the adapter worker crashed or timed out "
-                             f"{self._failures} times in a row; giving up on {self.spec!r}")
+    def _count_failure(self, op: str) -> None:
+        n = self._failures[op] = self._failures.get(op, 0) + 1
+        if n > self.max_restarts:
+            self._gave_up_on[op] = (
+                f"not run: {op} crashed or timed out {n} times in a row in the worker of "
+                f"{self.spec!r}; giving up on its {op} calls")
 
 
 __all__ = ["CALL_OPS", "Call", "Foreign", "Outcome", "SupportInfo", "Worker", "WorkerInfo",
-           "WorkerStartError", "worker_main"]
+           "WorkerStartError", "checked_devices", "support_info", "worker_main"]

@@ -24,6 +24,18 @@ from .results import CHECK_ORDER, Result
 _DTYPES = ("float64", "float32", "float16", "bfloat16")
 
 
+def _timeout(text: str) -> float:
+    # argparse (under pytest's parser) turns this ArgumentTypeError into a usage error
+    import argparse
+
+    from .options import seconds
+
+    try:
+        return seconds(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--normspec-timeout: {exc}") from None
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     """Add the ``--normspec-*`` options."""
     group = parser.getgroup("normspec", "normspec conformance checks")
@@ -38,9 +50,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="method to check (repeatable; default: all with vectors)")
     group.addoption("--normspec-check", action="append", default=[], choices=CHECK_ORDER,
                     help="check to run (repeatable; default: all)")
-    group.addoption("--normspec-case", default=None, metavar="GLOB",
-                    help="only cases whose name matches this glob")
-    group.addoption("--normspec-timeout", type=float, default=60.0, metavar="S",
+    group.addoption("--normspec-case", action="append", default=[], metavar="GLOB",
+                    help="only cases whose name matches this glob (repeatable)")
+    group.addoption("--normspec-exclude-case", action="append", default=[], metavar="GLOB",
+                    help="leave out cases whose name matches this glob (repeatable)")
+    group.addoption("--normspec-timeout", type=_timeout, default=60.0, metavar="S",
                     help="seconds one adapter call may take (default: 60)")
     group.addoption("--normspec-vectors", default=None, metavar="DIR",
                     help="directory with manifest.json (default: the installed vectors)")
@@ -105,7 +119,8 @@ def pytest_configure(config: pytest.Config) -> None:
             adapters=adapters, device=config.getoption("normspec_device"),
             dtypes=tuple(dict.fromkeys(config.getoption("normspec_dtype") or _DTYPES)),
             methods=tuple(dict.fromkeys(config.getoption("normspec_method"))),
-            case=config.getoption("normspec_case"),
+            cases=tuple(dict.fromkeys(config.getoption("normspec_case"))),
+            exclude_cases=tuple(dict.fromkeys(config.getoption("normspec_exclude_case"))),
             checks=tuple(c for c in CHECK_ORDER
                          if c in (config.getoption("normspec_check") or CHECK_ORDER)),
             timeout=config.getoption("normspec_timeout"),

@@ -136,7 +136,9 @@ def _md_cell(text: str) -> str:
 
 
 def markdown(report: Report, max_details: int = 50) -> str:
-    """The Markdown report: a summary table per adapter, then the failing results in detail."""
+    """The Markdown report: a summary table per adapter, then every failing result in detail
+    (the first ``max_details`` open, the rest collapsed), every skip grouped by its reason, and
+    the expected failures with their ledger reasons."""
     meta = report.meta
     lines = ["# normspec conformance report", ""]
     lines.append(f"normspec {meta.get('normspec_version', '?')}, {meta.get('platform', '?')}, "
@@ -163,18 +165,39 @@ def markdown(report: Report, max_details: int = 50) -> str:
                          f"{_headroom_text(worst_headroom(results))} |")
     bad = [r for r in report.results if r.status in ("fail", "error", "xpass")]
     if bad:
-        lines += ["", "## Failures", ""]
-        for r in bad[:max_details]:
-            lines += [f"### {r.adapter}: `{r.id}` ({r.status})", "", "```",
-                      r.message.strip(), "```", ""]
-        if len(bad) > max_details:
-            lines.append(f"... and {len(bad) - max_details} more (see the JSON report).")
+        # Every failing result is listed: the first ones open, the rest collapsed (a report
+        # that stops at some count hides exactly the results someone is looking for).
+        lines += ["", f"## Failures ({len(bad)})", ""]
+        for i, r in enumerate(bad):
+            head = f"{r.adapter}: <code>{_html(r.id)}</code> ({r.status})"
+            lines += [f"<details{' open' if i < max_details else ''}><summary>{head}</summary>",
+                      "", "```", r.message.strip(), "```", "", "</details>", ""]
+    skipped: dict[tuple[str, str], list[Result]] = {}
+    for r in report.results:
+        if r.status == "skip":
+            skipped.setdefault((r.adapter, r.message.strip() or "(no reason given)"),
+                               []).append(r)
+    if skipped:
+        lines += ["", f"## Skipped ({sum(len(v) for v in skipped.values())})", "",
+                  "| adapter | skipped | reason |", "|---|---:|---|"]
+        lines += [f"| {name} | {len(rs)} | {_md_cell(reason)} |"
+                  for (name, reason), rs in skipped.items()]
+        for (name, reason), rs in skipped.items():
+            ids = "\n".join(r.id for r in rs)
+            lines += ["", f"<details><summary>{name}: {len(rs)} skipped: "
+                          f"{_html(reason[:120])}</summary>", "", "```", ids, "```", "",
+                      "</details>"]
     xfails = [r for r in report.results if r.status == "xfail"]
     if xfails:
-        lines += ["", "## Expected failures (ledger)", "", "| adapter | test id | reason |",
-                  "|---|---|---|"]
+        lines += ["", f"## Expected failures (ledger, {len(xfails)})", "",
+                  "| adapter | test id | reason |", "|---|---|---|"]
         lines += [f"| {r.adapter} | `{r.id}` | {_md_cell(r.ledger)} |" for r in xfails]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _html(text: str) -> str:
+    return (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            .replace("\n", " "))
 
 
 def write_markdown(report: Report, path: Path) -> None:

@@ -22,7 +22,7 @@ CHECK_ORDER: tuple[str, ...] = ("forward", "state", "vjp", "jvp", "second_order"
 """Every check, in the order a case runs them. ``state`` is the updated running statistics
 returned by the forward call of a stateful method."""
 
-REPORT_FORMAT = "normspec-report/1.0"
+REPORT_FORMAT = "normspec-report/1.1"
 
 
 def make_id(method: str, case: str, dtype: str, check: str) -> str:
@@ -37,9 +37,22 @@ def _finite_or_none(value: float | None) -> float | None:
     return float(value)
 
 
+QuantityStatus = Literal["pass", "fail", "error", "skip"]
+QUANTITY_ORDER: tuple[QuantityStatus, ...] = ("skip", "pass", "fail", "error")
+"""Quantity statuses from best to worst; a check's own status is the worst of its quantities."""
+
+
 @dataclass(frozen=True)
 class QuantityResult:
-    """The comparison of one compared array (``y``, ``mean``, the gradient ``x``, ...)."""
+    """The verdict on one quantity of a check (``forward/y``, ``forward/mean``, ``vjp/x``, ...).
+
+    ``status`` is ``pass`` or ``fail`` after a comparison, ``error`` when the returned value
+    cannot be compared (wrong type, dtype or shape; ``message`` says which), and ``skip`` when
+    nothing was compared (an optional statistic the adapter does not return, or a quantity it
+    declares it cannot produce; ``message`` gives the reason). The numbers are those of the
+    comparison, measured over the elements where both arrays are finite;
+    ``nonfinite_mismatched`` counts the elements whose NaN/Inf pattern differs.
+    """
 
     name: str
     passed: bool
@@ -51,14 +64,32 @@ class QuantityResult:
     max_abs: float | None
     max_rel: float | None
     tol_class: str = ""
+    status: QuantityStatus = "pass"
+    message: str = ""
+    nonfinite_mismatched: int = 0
+
+    @classmethod
+    def not_compared(cls, name: str, tol_class: str, status: QuantityStatus, message: str
+                     ) -> QuantityResult:
+        """A quantity that was skipped or could not be compared."""
+        return cls(name=name, passed=False, error=None, budget=None, headroom=None,
+                   mismatched=0, total=0, max_abs=None, max_rel=None, tol_class=tol_class,
+                   status=status, message=message)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object of this quantity."""
-        return {"name": self.name, "passed": self.passed, "tol_class": self.tol_class,
+        return {"name": self.name, "status": self.status, "passed": self.passed,
+                "tol_class": self.tol_class, "message": self.message,
                 "error": _finite_or_none(self.error), "budget": _finite_or_none(self.budget),
                 "headroom": _finite_or_none(self.headroom), "mismatched": self.mismatched,
+                "nonfinite_mismatched": self.nonfinite_mismatched,
                 "total": self.total, "max_abs": _finite_or_none(self.max_abs),
                 "max_rel": _finite_or_none(self.max_rel)}
+
+
+def worst_status(statuses: Iterable[QuantityStatus]) -> QuantityStatus:
+    """The worst of ``statuses`` in :data:`QUANTITY_ORDER` (``skip`` for none)."""
+    return max(statuses, key=QUANTITY_ORDER.index, default="skip")
 
 
 @dataclass(frozen=True)
@@ -126,10 +157,22 @@ def counts(results: Iterable[Result]) -> dict[str, int]:
 
 
 def worst_headroom(results: Iterable[Result]) -> float | None:
-    """Largest finite headroom among ``results`` (error / budget; above 1 fails), or None."""
-    values = [r.headroom for r in results
-              if r.headroom is not None and math.isfinite(r.headroom) and r.status != "skip"]
-    return max(values) if values else None
+    """The worst headroom among ``results`` (error / budget; above 1 fails), or None.
+
+    It never looks better than the worst result: a result that failed, errored or was an
+    expected failure without a measured headroom above 1 (a NaN pattern mismatch, an invalid
+    value, a crash) counts as ``inf``. Skips have no headroom.
+    """
+    worst: float | None = None
+    for r in results:
+        if r.status == "skip":
+            continue
+        value = r.headroom if r.headroom is not None and not math.isnan(r.headroom) else None
+        if r.status in ("fail", "error", "xfail") and (value is None or value <= 1.0):
+            value = math.inf
+        if value is not None and (worst is None or value > worst):
+            worst = value
+    return worst
 
 
 @dataclass
@@ -142,8 +185,9 @@ class Report:
 
     @property
     def failed(self) -> bool:
-        """Whether anything failed, errored or passed unexpectedly (or the run was cut short)."""
-        return bool(self.meta.get("interrupted")) or any(
+        """Whether anything failed, errored or passed unexpectedly, or the run was cut short,
+        stopped on an error, or ran no check at all."""
+        return bool(self.meta.get("interrupted") or self.meta.get("aborted")) or any(
             r.status in FAILING for r in self.results) or any(
             a.load_error for a in self.adapters)
 
@@ -163,5 +207,6 @@ class Report:
                 "results": [r.to_dict(self.versions_of(r.adapter)) for r in self.results]}
 
 
-__all__ = ["CHECK_ORDER", "FAILING", "REPORT_FORMAT", "STATUSES", "AdapterRecord",
-           "QuantityResult", "Report", "Result", "Status", "counts", "make_id", "worst_headroom"]
+__all__ = ["CHECK_ORDER", "FAILING", "QUANTITY_ORDER", "REPORT_FORMAT", "STATUSES",
+           "AdapterRecord", "QuantityResult", "QuantityStatus", "Report", "Result", "Status",
+           "counts", "make_id", "worst_headroom", "worst_status"]

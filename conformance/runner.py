@@ -32,7 +32,15 @@ import numpy as np
 
 from .isolation import Call, Foreign, Outcome, SupportInfo, Worker, WorkerInfo, WorkerStartError
 from .ledger import Ledger, load_ledger
-from .results import CHECK_ORDER, AdapterRecord, QuantityResult, Report, Result, make_id
+from .results import (
+    CHECK_ORDER,
+    AdapterRecord,
+    QuantityResult,
+    Report,
+    Result,
+    make_id,
+    worst_status,
+)
 from .vectors import DTYPES, Manifest, VectorCase, load_manifest
 
 DEFAULT_TIMEOUT = 60.0
@@ -40,6 +48,12 @@ DEFAULT_TIMEOUT = 60.0
 
 Compare = Callable[..., Any]
 """``compare_quantity(method, dtype, quantity, tol_class, got, expected, case, *, check)``."""
+
+
+KNOWN_DEVICES: tuple[str, ...] = ("cpu", "cuda", "gpu", "rocm", "mps", "xpu", "tpu")
+"""Device names that are valid on some machine even where no adapter has them now; a run on
+one of them that no adapter can use is a failure ("no check ran"), any other name a usage
+error. An adapter may offer further names of its own."""
 
 
 class SelectionError(ValueError):
@@ -54,8 +68,11 @@ class RunConfig:
     device: str = "cpu"
     dtypes: tuple[str, ...] = DTYPES
     methods: tuple[str, ...] = ()
-    case: str | None = None
-    """A glob (fnmatch) on case names, e.g. ``offset_*``."""
+    cases: tuple[str, ...] = ()
+    """Globs (fnmatch) on case names, e.g. ``offset_*``: a case runs when it matches any of
+    them. Empty means every case."""
+    exclude_cases: tuple[str, ...] = ()
+    """Globs on case names to leave out (applied after ``cases``)."""
     checks: tuple[str, ...] = CHECK_ORDER
     timeout: float = DEFAULT_TIMEOUT
     vectors: str | None = None
@@ -126,7 +143,7 @@ def plan(manifest: Manifest, config: RunConfig) -> list[PlannedCase]:
                 continue
             skipped = dict(manifest.skipped(method, dtype))
             for case, qs in quantities.items():
-                if config.case is not None and not fnmatch.fnmatchcase(case, config.case):
+                if not selected(case, config.cases, config.exclude_cases):
                     continue
                 checks = tuple(c for c in checks_of(qs) if c in config.checks)
                 if checks:
@@ -135,8 +152,17 @@ def plan(manifest: Manifest, config: RunConfig) -> list[PlannedCase]:
     if not planned:
         raise SelectionError(
             f"the selection matches no test (methods {list(methods)}, dtypes "
-            f"{list(config.dtypes)}, checks {list(config.checks)}, case {config.case!r})")
+            f"{list(config.dtypes)}, checks {list(config.checks)}, cases {list(config.cases)}, "
+            f"excluded cases {list(config.exclude_cases)})")
     return planned
+
+
+def selected(case: str, include: Sequence[str], exclude: Sequence[str]) -> bool:
+    """Whether ``case`` matches one of the ``include`` globs (any, when empty) and none of the
+    ``exclude`` globs."""
+    if include and not any(fnmatch.fnmatchcase(case, g) for g in include):
+        return False
+    return not any(fnmatch.fnmatchcase(case, g) for g in exclude)
 
 
 def repro_command(spec: str, device: str, method: str, dtype: str, case: str, check: str
@@ -168,12 +194,8 @@ def _as_checked_array(value: object, what: str, expected: np.ndarray) -> np.ndar
                        f"framework's result with a widening cast after computing)")
     if value.shape != expected.shape:
         raise _Invalid(f"{what}: got shape {value.shape}, expected {expected.shape}")
-    with np.errstate(invalid="ignore"):
-        nan = np.isnan(value) & ~np.isnan(expected)
-    if nan.any():
-        first = [tuple(int(i) for i in row) for row in np.argwhere(nan)[:5]]
-        raise _Invalid(f"{what}: NaN where the reference has none at {int(nan.sum())} of "
-                       f"{value.size} elements; first indices {first}")
+    # NaN where the reference has none (and the reverse) is a value mismatch, classified by
+    # the comparison like any other: a ``fail``, in both directions.
     return value
 
 
@@ -285,22 +307,55 @@ class AdapterSession:
             kind = support.kind if support.kind in ("native", "composed") else "native"
             return [self._result(planned, c, status=status, kind=kind, message=reason)
                     for c in planned.checks]
+        declared = {c: support.not_implemented[c] for c in planned.checks
+                    if c in support.not_implemented}
+        runnable = tuple(c for c in planned.checks if c not in declared)
+        results: dict[str, Result] = {
+            c: self._not_implemented(planned, c, declared[c], support.kind) for c in declared}
+        if runnable:
+            results.update(self._run_checks(planned, runnable, support))
+        return [results[c] for c in planned.checks]
+
+    def _not_implemented(self, planned: PlannedCase, check: str, reason: str, kind: str
+                         ) -> Result:
+        return self._result(planned, check, status="skip", kind=_kind(kind),
+                            message=f"not implemented by the adapter: {reason}")
+
+    def _run_checks(self, planned: PlannedCase, checks: tuple[str, ...], support: SupportInfo
+                    ) -> dict[str, Result]:
         case = self.manifest.case(planned.method, planned.dtype, planned.case)
-        calls = _calls(planned.checks, case)
+        calls = _calls(checks, case)
         assert self.worker is not None
-        outcomes = self.worker.run_case(planned.method, planned.dtype, case.inputs,
-                                        dict(case.hyper), calls)
+        inputs, hyper = adapter_arguments(case.inputs, case.hyper)
+        outcomes = self.worker.run_case(planned.method, planned.dtype, inputs, hyper, calls)
         by_op = {o.op: o for o in outcomes}
-        kind = support.kind
         refined = by_op.get("case_support")
-        if refined is not None and refined.ok and isinstance(refined.value, dict) \
-                and refined.value.get("kind") in ("native", "composed"):
-            # the adapter's per-case answer (e.g. a variant it composes from primitives)
-            kind = refined.value["kind"]
-        results = []
-        for check in planned.checks:
+        kind = support.kind
+        not_produced = dict(support.not_produced)
+        if refined is not None and not refined.ok:
+            # A per-case support answer that raises is an adapter bug, like support() raising.
+            return {c: self._result(planned, c, status="error", kind=_kind(kind),
+                                    message=f"case_support() failed: {refined.error}")
+                    for c in checks}
+        if refined is not None and isinstance(refined.value, SupportInfo):
+            answer = refined.value
+            if answer.state != "supported":
+                return {c: self._result(planned, c, status="skip", kind=_kind(answer.kind),
+                                        message=answer.reason or "unsupported case")
+                        for c in checks}
+            kind = answer.kind
+            not_produced.update(answer.not_produced)
+            late = {c: answer.not_implemented[c] for c in checks if c in answer.not_implemented}
+        else:
+            late = {}
+        results: dict[str, Result] = {}
+        for check in checks:
+            if check in late:
+                results[check] = self._not_implemented(planned, check, late[check], kind)
+                continue
             outcome = by_op["forward" if check == "state" else check]
-            results.append(self._evaluate(planned, case, check, outcome, kind))
+            results[check] = self._evaluate(planned, case, check, outcome, _kind(kind),
+                                            not_produced)
         return results
 
     def _compare(self, planned: PlannedCase, key: str, tol_class: str, got: np.ndarray,
@@ -315,53 +370,88 @@ class AdapterSession:
             raise _Internal(f"{check}/{key}: the tolerance model raised {type(exc).__name__}: "
                            f"{exc} (a normspec bug)\n{detail}") from None
 
+    def _quantity(self, planned: PlannedCase, case: VectorCase, outcome: Outcome, q: str,
+                  tol_class: str, not_produced: Mapping[str, str]) -> QuantityResult:
+        """The verdict on one quantity; never raises for a bad value (that is its verdict)."""
+        if q in not_produced:
+            return QuantityResult.not_compared(
+                q, tol_class, "skip", f"not produced by the adapter: {not_produced[q]}")
+        key = q.split("/", 1)[1] if "/" in q else "y"
+        try:
+            raw = _value_for(outcome.op, key, outcome.value, tol_class)
+            if raw is None:
+                return QuantityResult.not_compared(
+                    q, tol_class, "skip", "not returned by the adapter (an optional statistic)")
+            expected = case.expected[q]
+            got = _as_checked_array(raw, q, expected)
+            cmp = self._compare(planned, key, tol_class, got, expected, case, outcome.op)
+        except _Internal as exc:
+            return QuantityResult.not_compared(q, tol_class, "error", str(exc))
+        except _Invalid as exc:
+            return QuantityResult.not_compared(q, tol_class, "error", f"invalid result: {exc}")
+        passed = bool(cmp.passed)
+        return QuantityResult(
+            name=q, passed=passed, error=float(cmp.error), budget=float(cmp.budget),
+            headroom=float(cmp.headroom), mismatched=int(cmp.mismatched), total=int(cmp.total),
+            max_abs=float(cmp.max_abs), max_rel=float(cmp.max_rel), tol_class=tol_class,
+            status="pass" if passed else "fail",
+            message="" if passed else f"{q} [{tol_class}] is not within its budget:\n"
+                                      f"{cmp.message}",
+            nonfinite_mismatched=int(getattr(cmp, "nonfinite_mismatched", 0)))
+
     def _evaluate(self, planned: PlannedCase, case: VectorCase, check: str, outcome: Outcome,
-                  kind: str) -> Result:
+                  kind: str, not_produced: Mapping[str, str]) -> Result:
         repro = repro_command(self.spec, self.config.device, planned.method, planned.dtype,
                               planned.case, check)
         common: dict[str, Any] = {"kind": kind, "repro": repro,
                                   "duration_s": outcome.duration_s}
+        if outcome.declined:
+            return self._result(planned, check, status="skip",
+                                message=f"declined by the adapter: {outcome.declined}", **common)
         if not outcome.ok:
             return self._result(planned, check, status="error",
                                 message=f"{outcome.error}\nReproduce: {repro}", **common)
-        quantities: list[QuantityResult] = []
-        messages: list[str] = []
-        try:
-            for q, tol_class in planned.quantities.items():
-                if check_of(q, tol_class) != check:
-                    continue
-                key = q.split("/", 1)[1] if "/" in q else "y"
-                raw = _value_for(outcome.op, key, outcome.value, tol_class)
-                if raw is None:
-                    continue
-                expected = case.expected[q]
-                got = _as_checked_array(raw, q, expected)
-                cmp = self._compare(planned, key, tol_class, got, expected, case, outcome.op)
-                quantities.append(QuantityResult(
-                    name=q, passed=bool(cmp.passed), error=float(cmp.error),
-                    budget=float(cmp.budget), headroom=float(cmp.headroom),
-                    mismatched=int(cmp.mismatched), total=int(cmp.total),
-                    max_abs=float(cmp.max_abs), max_rel=float(cmp.max_rel), tol_class=tol_class))
-                if not cmp.passed:
-                    messages.append(f"{q} [{tol_class}] is not within its budget:\n"
-                                    f"{cmp.message}")
-        except _Invalid as exc:
-            prefix = "" if isinstance(exc, _Internal) else "invalid result: "
-            return self._result(planned, check, status="error",
-                                message=f"{prefix}{exc}\nReproduce: {repro}",
-                                quantities=tuple(quantities), **common)
-        worst = max(quantities, key=lambda r: _sort_key(r.headroom), default=None)
-        status = "pass" if all(r.passed for r in quantities) else "fail"
-        if not quantities:
-            status, messages = "error", [f"{check}: nothing to compare (every quantity absent)"]
+        quantities = tuple(
+            self._quantity(planned, case, outcome, q, tol_class, not_produced)
+            for q, tol_class in planned.quantities.items() if check_of(q, tol_class) == check)
+        compared = [r for r in quantities if r.status in ("pass", "fail")]
+        worst = max(compared, key=lambda r: _sort_key(r.headroom), default=None)
+        status = worst_status(r.status for r in quantities)
+        if status == "skip" and not any(r.message.startswith("not produced") for r in quantities):
+            # Nothing compared although the adapter ran: every quantity was optional and absent.
+            status = "error"
+            messages = [f"{check}: nothing to compare (every quantity absent)"]
+        else:
+            messages = [r.message for r in quantities
+                        if r.status in ("fail", "error") or (status == "skip" and r.message)]
         message = "\n".join(messages)
-        if status != "pass":
+        if status in ("fail", "error"):
             message = f"{message}\nReproduce: {repro}"
         return self._result(planned, check, status=status, message=message,
                             error=worst.error if worst else None,
                             budget=worst.budget if worst else None,
                             headroom=worst.headroom if worst else None,
-                            quantities=tuple(quantities), **common)
+                            quantities=quantities, **common)
+
+
+def _kind(kind: str) -> str:
+    return kind if kind in ("native", "composed") else "native"
+
+
+def adapter_arguments(inputs: Mapping[str, Any], hyper: Mapping[str, Any]
+                      ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What the adapter receives: state, the step counter included, arrives in ``inputs``.
+
+    The reference takes ``num_batches_tracked`` as a keyword and the manifest lists it with the
+    hyperparameters; for an adapter it is state like the running statistics, so it crosses as
+    a 0-d float64 array in ``inputs`` (absent when the case tracks no statistics).
+    """
+    inputs, hyper = dict(inputs), dict(hyper)
+    if "num_batches_tracked" in hyper:
+        counter = hyper.pop("num_batches_tracked")
+        if inputs.get("running_mean") is not None or inputs.get("running_var") is not None:
+            inputs["num_batches_tracked"] = np.array(float(counter))
+    return inputs, hyper
 
 
 def _sort_key(headroom: float | None) -> float:
@@ -419,7 +509,8 @@ def run_metadata(config: RunConfig, argv: Sequence[str], vectors: str) -> dict[s
         "timeout_s": config.timeout, "vectors": vectors,
         "selection": {"adapters": list(config.adapters), "methods": list(config.methods),
                       "dtypes": list(config.dtypes), "checks": list(config.checks),
-                      "case": config.case},
+                      "case": config.cases[0] if len(config.cases) == 1 else None,
+                      "cases": list(config.cases), "exclude_cases": list(config.exclude_cases)},
     }
 
 
@@ -450,26 +541,40 @@ class Runner:
         """Run everything and return the report; ``on_result`` sees each result as it comes.
 
         Whatever happens (an exception, Ctrl-C), the workers are stopped and the report holds
-        the results so far, with ``meta.interrupted`` set when the run did not complete.
+        the results so far, with ``meta.interrupted`` set when the run was cut short and
+        ``meta.aborted`` saying why when it stopped on an error (corrupted vectors, a device no
+        selected adapter has). A run in which no check executed is a failure too: it says so
+        in ``meta.aborted``.
         """
-        self.verify_vectors()
-        methods = tuple(dict.fromkeys(p.method for p in self.plan))
-        known = all_ids(self.manifest)
         sessions: list[AdapterSession] = []
         try:
+            self.verify_vectors()
+            methods = tuple(dict.fromkeys(p.method for p in self.plan))
+            known = all_ids(self.manifest)
             for spec in self.config.adapters:
                 session = AdapterSession.open(spec, self.config, self.manifest, self.compare,
                                               methods, known)
                 sessions.append(session)
                 self.report.adapters.append(session.record())
+            self._check_unique_names(sessions)
+            self._check_device(sessions)
             for session in sessions:
                 for planned in self.plan:
                     for result in session.run_case(planned):
                         self.report.results.append(result)
                         if on_result is not None:
                             on_result(result)
-        except BaseException:
-            self.report.meta["interrupted"] = True
+            if self.report.results and all(r.status == "skip" for r in self.report.results):
+                self.report.meta["aborted"] = (
+                    f"no check ran: all {len(self.report.results)} selected checks were "
+                    f"skipped on device {self.config.device!r} (see the skip reasons)")
+        except BaseException as exc:
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                self.report.meta["interrupted"] = True
+            else:
+                first = str(exc).strip().splitlines()
+                self.report.meta["aborted"] = (f"{type(exc).__name__}: "
+                                               f"{first[0] if first else ''}").rstrip(": ")
             raise
         finally:
             for session in sessions:
@@ -477,12 +582,32 @@ class Runner:
             self.finish()
         return self.report
 
+    def _check_unique_names(self, sessions: Sequence[AdapterSession]) -> None:
+        seen: dict[str, str] = {}
+        for session in sessions:
+            if session.name in seen:
+                raise SelectionError(
+                    f"adapters {seen[session.name]!r} and {session.spec!r} are both named "
+                    f"{session.name!r}; their results and ledgers would merge under the same "
+                    f"ids (give each adapter a unique name)")
+            seen[session.name] = session.spec
+
+    def _check_device(self, sessions: Sequence[AdapterSession]) -> None:
+        loaded = [s.info for s in sessions if s.info is not None]
+        device = self.config.device
+        available = sorted({d for info in loaded for d in info.devices})
+        if loaded and device not in available and device not in KNOWN_DEVICES:
+            raise SelectionError(
+                f"unknown device {device!r}: no selected adapter has it (their devices: "
+                f"{', '.join(available) or 'none'}; other known device names: "
+                f"{', '.join(d for d in KNOWN_DEVICES if d not in available)})")
+
     def finish(self) -> None:
         """Stamp the end time on the report (idempotent)."""
         self.report.meta["finished"] = _now()
         self.report.meta["wall_time_s"] = round(time.perf_counter() - self._t0, 3)
 
 
-__all__ = ["DEFAULT_TIMEOUT", "AdapterSession", "PlannedCase", "RunConfig", "Runner",
-           "SelectionError", "all_ids", "check_of", "checks_of", "default_compare", "plan",
-           "repro_command", "run_metadata"]
+__all__ = ["DEFAULT_TIMEOUT", "KNOWN_DEVICES", "AdapterSession", "PlannedCase", "RunConfig",
+           "Runner", "SelectionError", "adapter_arguments", "all_ids", "check_of", "checks_of",
+           "default_compare", "plan", "repro_command", "run_metadata", "selected"]

@@ -113,6 +113,8 @@ class Comparison:
     max_abs: float
     max_rel: float
     message: str
+    nonfinite_mismatched: int = 0
+    """Elements whose NaN/Inf pattern differs from the reference (in either direction)."""
 
 
 @cache
@@ -307,21 +309,28 @@ def compare_arrays(got: Array, expected: Array, *, unit: float, r: float, budget
 
     Where ``|expected|`` exceeds ``largest`` (the dtype's largest finite value) the correctly
     rounded result is an infinity of the same sign, which is accepted as well.
+
+    A NaN or infinity where the reference has a finite value, and a finite value (or another
+    non-finite one) where the reference has NaN or an infinity, are the same kind of mismatch
+    in both directions: each counts as a mismatched element and in ``nonfinite_mismatched``.
+    The error, the maximum differences and the headroom are measured over the elements where
+    both arrays are finite, so they stay numbers a report can print.
     """
     if got.shape != expected.shape:
         raise ValueError(f"shape mismatch: got {got.shape}, expected {expected.shape}")
     total = int(expected.size)
-    special = ~np.isfinite(expected)
-    special_bad = special & ~((np.isnan(expected) & np.isnan(got)) | (got == expected))
-    finite = ~special
+    exp_special = ~np.isfinite(expected)
+    got_special = ~np.isfinite(got)
+    with np.errstate(invalid="ignore"):
+        same_special = exp_special & ((np.isnan(expected) & np.isnan(got)) | (got == expected))
+        rounds_to_inf = ~exp_special & (np.abs(expected) > largest) & np.isinf(got) & (
+            np.sign(got) == np.sign(expected))
+    pattern_bad = (exp_special & ~same_special) | (~exp_special & got_special & ~rounds_to_inf)
+    both_finite = ~exp_special & ~got_special
     with np.errstate(invalid="ignore", over="ignore"):
-        diff = np.where(finite, np.abs(got - expected), 0.0)
-    rounds_to_inf = finite & (np.abs(expected) > largest) & np.isinf(got) & (
-        np.sign(got) == np.sign(expected))
-    nonfinite_got = finite & ~np.isfinite(got) & ~rounds_to_inf
-    diff = np.where(nonfinite_got, np.inf, np.where(rounds_to_inf, 0.0, diff))
+        diff = np.where(both_finite, np.abs(got - expected), 0.0)
     limit = unit * r * budget
-    bad = special_bad | (diff > limit)
+    bad = pattern_bad | (diff > limit)
     worst = float(np.max(diff)) if diff.size else 0.0
     if worst == 0.0:
         err = 0.0
@@ -329,37 +338,44 @@ def compare_arrays(got: Array, expected: Array, *, unit: float, r: float, budget
         err = worst / (unit * r)
     else:  # nothing to scale by (every expected value is zero): any difference is infinite
         err = math.inf
-    if special_bad.any():
-        err = math.inf
     with np.errstate(divide="ignore", invalid="ignore"):
-        rel = np.where(finite & (expected != 0), diff / np.abs(expected), 0.0)
-    max_abs = float(np.max(diff)) if diff.size else 0.0
+        rel = np.where(both_finite & (expected != 0), diff / np.abs(expected), 0.0)
+    max_abs = worst
     max_rel = float(np.max(rel)) if rel.size else 0.0
     mismatched = int(np.count_nonzero(bad))
+    nonfinite = int(np.count_nonzero(pattern_bad))
     passed = mismatched == 0
     headroom = err / budget if budget > 0 else math.inf
     message = "" if passed else _message(mismatched, total, bad, max_abs, max_rel, err, budget,
-                                         unit, r, special_bad)
+                                         unit, r, pattern_bad, got, expected)
     return Comparison(passed=passed, error=err, budget=budget, headroom=headroom,
                       mismatched=mismatched, total=total, first_mismatches=_first_indices(bad),
-                      max_abs=max_abs, max_rel=max_rel, message=message)
+                      max_abs=max_abs, max_rel=max_rel, message=message,
+                      nonfinite_mismatched=nonfinite)
 
 
 def _message(mismatched: int, total: int, bad: npt.NDArray[np.bool_], max_abs: float,
              max_rel: float, err: float, budget: float, unit: float, r: float,
-             special_bad: npt.NDArray[np.bool_]) -> str:
+             pattern_bad: npt.NDArray[np.bool_], got: Array, expected: Array) -> str:
     share = 100.0 * mismatched / max(total, 1)
     lines = [
         f"Mismatched elements: {mismatched} / {total} ({share:.3g}%)",
         f"First mismatched indices: {list(_first_indices(bad))}",
-        f"Max absolute difference: {max_abs:.6g}",
-        f"Max relative difference: {max_rel:.6g}",
-        f"Measured error: {err:.4g} u (unit roundoff {unit:.3g}, scale R = {r:.6g})",
+    ]
+    nonfinite = int(np.count_nonzero(pattern_bad))
+    if nonfinite:
+        examples = "; ".join(
+            f"at {idx} the reference has {float(expected[idx])!r}, got {float(got[idx])!r}"
+            for idx in _first_indices(pattern_bad)[:3])
+        lines.append(f"NaN/Inf pattern differs from the reference at {nonfinite} of them: "
+                     f"{examples}")
+    where = " (over the elements where both are finite)" if nonfinite else ""
+    lines += [
+        f"Max absolute difference{where}: {max_abs:.6g}",
+        f"Max relative difference{where}: {max_rel:.6g}",
+        f"Measured error{where}: {err:.4g} u (unit roundoff {unit:.3g}, scale R = {r:.6g})",
         f"Budget: {budget:.4g} u (allowed absolute difference {unit * r * budget:.6g})",
     ]
-    if special_bad.any():
-        lines.append("NaN/Inf pattern differs from the reference at "
-                     f"{list(_first_indices(special_bad))}")
     return "\n".join(lines)
 
 

@@ -88,7 +88,36 @@ def test_worker_gives_up_after_repeated_crashes() -> None:
         first = worker.run_case("layer_norm", "float32", _inputs(), HYPER, jvp)
         second = worker.run_case("layer_norm", "float32", _inputs(), HYPER, jvp)
     assert "SIGSEGV" in first[0].error
-    assert second[0].error.startswith("not run: the adapter worker crashed or timed out")
+    assert second[0].error.startswith("not run: jvp crashed or timed out 1 times in a row")
+
+
+def test_answers_to_other_calls_do_not_reset_the_give_up_count() -> None:
+    # case_support answers at once, forward hangs: the case_support answers in between must
+    # not restart the count, or a hanging adapter costs one timeout per case (hours).
+    calls = [Call("case_support"), Call("forward")]
+    with Worker("fakes.adapters:HANGING_FORWARD", "cpu", ["layer_norm"], ["float32"],
+                timeout=0.5, max_restarts=1) as worker:
+        worker.start()
+        runs = [worker.run_case("layer_norm", "float32", _inputs(), HYPER, calls)
+                for _ in range(4)]
+    forward = [next(o for o in run if o.op == "forward") for run in runs]
+    assert [o.error.split(":")[0] for o in forward] == ["timed out", "timed out", "not run",
+                                                        "not run"]
+    assert all(o.duration_s == 0.0 for o in forward[2:])  # given up: never waited on again
+
+
+def test_devices_must_be_a_tuple_of_names_not_a_string() -> None:
+    with Worker("fakes.adapters:STRING_DEVICES", "cpu", ["layer_norm"], ["float32"]) as worker, \
+            pytest.raises(WorkerStartError, match="devices\\(\\) returned str 'cpu'"):
+        worker.start()
+
+
+def test_ndarray_subclass_results_cross_as_plain_arrays() -> None:
+    with Worker("fakes.adapters:SUBCLASS_RESULT", "cpu", ["layer_norm"], ["float32"]) as worker:
+        worker.start()
+        (out,) = worker.run_case("layer_norm", "float32", _inputs(), HYPER, [Call("forward")])
+    assert out.ok, out.error
+    assert type(out.value["y"]) is np.ndarray
 
 
 def test_load_failure_raises_with_the_adapters_traceback() -> None:

@@ -58,7 +58,7 @@ def test_passing_run_exits_0_with_valid_reports(vectors: Path, tmp_path: Path,
     assert _cli(vectors, "fakes.adapters:REFERENCE", tmp_path) == 0
     doc = _json(tmp_path)
     validate_report(doc)
-    assert doc["format"] == "normspec-report/1.0"
+    assert doc["format"] == "normspec-report/1.1"
     assert doc["summary"] == {"pass": 4, "fail": 0, "error": 0, "skip": 0, "xfail": 0,
                               "xpass": 0, "total": 4, "ok": True}
     first = doc["results"][0]
@@ -99,7 +99,7 @@ def test_failing_run_exits_1_and_reports_the_failure(vectors: Path, tmp_path: Pa
     assert [c.get("name") for c in failed] == [failure["id"]]
     assert failure["repro"] in failed[0].findtext("failure", "")
     md = (tmp_path / "r.md").read_text()
-    assert f"`{failure['id']}` (fail)" in md
+    assert f"<code>{failure['id']}</code> (fail)" in md
 
 
 @pytest.mark.usefixtures("strict")
@@ -263,7 +263,7 @@ def test_markdown_lists_xfails_with_their_reason() -> None:
                                  dtype="float16", check="vjp", status="xfail",
                                  ledger="known | issue (evidence: x)"))
     text = markdown(report)
-    assert "## Expected failures (ledger)" in text
+    assert "## Expected failures (ledger, 1)" in text
     assert "| a | `layer_norm[c]-float16-vjp` | known \\| issue (evidence: x) |" in text
 
 

@@ -144,6 +144,12 @@ class NumpyAdapter:
         if device not in self.devices():
             raise ValueError(f"argument 'device': got {device!r}, expected one of {self.devices()}")
         impl, prec = METHODS[method], precision(dtype)
+        if "num_batches_tracked" in inputs:
+            # The step counter is state and arrives with it, as a 0-d array; the translation
+            # reads it the way the reference takes it, as an integer keyword.
+            inputs = dict(inputs)
+            count = inputs.pop("num_batches_tracked")
+            hyper = {**hyper, "num_batches_tracked": int(np.asarray(count).item())}
         known = set(impl.primals) | set(impl.state)
         unknown = sorted(set(inputs) - known)
         if unknown:

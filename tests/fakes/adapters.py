@@ -188,6 +188,122 @@ class NoHalf(ReferenceAdapter):
         return super().support(method, dtype, device)
 
 
+class ForwardOnly(ReferenceAdapter):
+    """An inference runtime: forward (and state) only; its derivative methods must never run."""
+
+    name = "fake_forward_only"
+
+    def support(self, method: str, dtype: str, device: str) -> Support:
+        base = super().support(method, dtype, device)
+        if not base.supported:
+            return base
+        return Support.forward_only("this fake runtime computes no derivatives",
+                                    kind="composed", reason="the float64 reference")
+
+    def vjp(self, *args: Any, **kw: Any) -> dict[str, Array]:
+        raise AssertionError("vjp was called although declared not implemented")
+
+    def jvp(self, *args: Any, **kw: Any) -> Array:
+        raise AssertionError("jvp was called although declared not implemented")
+
+    def second_order(self, *args: Any, **kw: Any) -> dict[str, Array]:
+        raise AssertionError("second_order was called although declared not implemented")
+
+
+class NoMean(ReferenceAdapter):
+    """Declares the ``mean`` statistic not produced, and returns a wrong one anyway."""
+
+    name = "fake_no_mean"
+
+    def support(self, method: str, dtype: str, device: str) -> Support:
+        base = super().support(method, dtype, device)
+        if not base.supported:
+            return base
+        return Support(True, kind="composed", reason="the float64 reference",
+                       not_produced={"forward/mean": "this fake has no mean output"})
+
+    def forward(self, method: str, inputs: Mapping[str, Any], hyper: Mapping[str, Any], *,
+                dtype: str, device: str) -> dict[str, Array]:
+        out = super().forward(method, inputs, hyper, dtype=dtype, device=device)
+        out["mean"] = out["mean"] + 1.0  # would fail if it were compared
+        return out
+
+
+class DecliningCases(ReferenceAdapter):
+    """Declines every case through ``case_support``; any other call would be an error."""
+
+    name = "fake_declining"
+
+    def case_support(self, method: str, inputs: Mapping[str, Any], hyper: Mapping[str, Any],
+                     *, dtype: str, device: str) -> Support:
+        return Support(False, reason="this fake declines every case")
+
+    def forward(self, *args: Any, **kw: Any) -> dict[str, Array]:
+        raise AssertionError("forward was called on a declined case")
+
+
+class WrongShapeStatistic(ReferenceAdapter):
+    """Returns a wrong-shape ``rstd`` and a correct ``y``: y is still compared."""
+
+    name = "fake_wrong_shape_statistic"
+
+    def forward(self, method: str, inputs: Mapping[str, Any], hyper: Mapping[str, Any], *,
+                dtype: str, device: str) -> dict[str, Array]:
+        out = super().forward(method, inputs, hyper, dtype=dtype, device=device)
+        out["rstd"] = np.zeros(7)
+        return out
+
+
+class HangingForward(ReferenceAdapter):
+    """Answers ``case_support`` at once, then hangs in every forward call."""
+
+    name = "fake_hanging_forward"
+
+    def case_support(self, method: str, inputs: Mapping[str, Any], hyper: Mapping[str, Any],
+                     *, dtype: str, device: str) -> Support:
+        return self.support(method, dtype, device)
+
+    def forward(self, *args: Any, **kw: Any) -> dict[str, Array]:
+        time.sleep(600)
+        raise AssertionError("unreachable")
+
+
+class StringDevices(ReferenceAdapter):
+    """``devices()`` returns a bare string, which must not read as the devices c, p, u."""
+
+    name = "fake_string_devices"
+
+    def devices(self) -> tuple[str, ...]:
+        return "cpu"  # type: ignore[return-value]
+
+
+class _Subclassed(np.ndarray):
+    """An ndarray subclass defined in this module: the parent must not need to import it."""
+
+
+class SubclassResult(ReferenceAdapter):
+    """Returns ``y`` as an ndarray subclass of this module."""
+
+    name = "fake_subclass_result"
+
+    def forward(self, method: str, inputs: Mapping[str, Any], hyper: Mapping[str, Any], *,
+                dtype: str, device: str) -> dict[str, Array]:
+        out = super().forward(method, inputs, hyper, dtype=dtype, device=device)
+        out["y"] = out["y"].view(_Subclassed)
+        return out
+
+
+class MissingNan(ReferenceAdapter):
+    """Returns 0 wherever the reference has NaN (the reverse of :class:`Nan`)."""
+
+    name = "fake_missing_nan"
+
+    def forward(self, method: str, inputs: Mapping[str, Any], hyper: Mapping[str, Any], *,
+                dtype: str, device: str) -> dict[str, Array]:
+        out = super().forward(method, inputs, hyper, dtype=dtype, device=device)
+        return {k: np.nan_to_num(v, nan=0.0, posinf=0.0, neginf=0.0) for k, v in out.items()}
+
+
 def broken_factory() -> ReferenceAdapter:
     """A factory that fails: the adapter cannot load."""
     raise ImportError("deliberately missing dependency")
@@ -207,3 +323,11 @@ MISSING_GRADIENT = MissingGradient()
 NO_HALF = NoHalf()
 MUTATING = Mutating()
 NOT_AN_ADAPTER = object()
+FORWARD_ONLY = ForwardOnly()
+NO_MEAN = NoMean()
+DECLINING = DecliningCases()
+WRONG_SHAPE_STATISTIC = WrongShapeStatistic()
+HANGING_FORWARD = HangingForward()
+STRING_DEVICES = StringDevices()
+SUBCLASS_RESULT = SubclassResult()
+MISSING_NAN = MissingNan()
