@@ -99,7 +99,8 @@ class OrtBackend:
     """
 
     label = "onnxruntime"
-    PROVIDERS: ClassVar[dict[str, str]] = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+    PROVIDERS: ClassVar[dict[str, str]] = {"cpu": "CPUExecutionProvider",
+                                           "cuda": "CUDAExecutionProvider"}
 
     def __init__(self) -> None:
         self.cache = _Cache()

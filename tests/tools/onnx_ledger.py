@@ -31,7 +31,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from torch_ledger import (  # noqa: E402
+from torch_ledger import (
     HALF,
     OFFSET_RATIO,
     Evidence,
