@@ -61,8 +61,8 @@ def test_o1_epsilon_attribute_is_float32_in_a_float64_model() -> None:
 
 def test_o1_momentum_attribute_is_float32() -> None:
     model = _model("BatchNormalization", {"X": (F64, [2, 1])}
-                   | {n: (F64, [1]) for n in ("s", "b", "m", "v")}, {"Y": F64, "rm": F64, "rv": F64}, epsilon=1e-5,
-                   momentum=0.9, training_mode=1)
+                   | {n: (F64, [1]) for n in ("s", "b", "m", "v")},
+                   {"Y": F64, "rm": F64, "rv": F64}, epsilon=1e-5, momentum=0.9, training_mode=1)
     one, zero = np.ones(1), np.zeros(1)
     rm = _ort(model, X=np.array([[1.0], [1.0]]), s=one, b=zero, m=zero, v=one)[1]
     # running_mean = 0 * momentum + 1 * (1 - momentum): 0.1 exactly would be 1e-1.

@@ -68,8 +68,10 @@ def build(spec: NodeSpec) -> Any:
                                                           list(shape)))
     while node_inputs and not node_inputs[-1]:
         node_inputs.pop()
-    attributes = {k: list(v) if isinstance(v, tuple) else v for k, v in spec.attributes}
-    node = helper.make_node(spec.op, node_inputs, [n for n, _, _ in spec.outputs], **attributes)
+    node = helper.make_node(spec.op, node_inputs, [n for n, _, _ in spec.outputs])
+    # make_attribute stores a Python float as a 32-bit FLOAT attribute (O1 in the errata).
+    node.attribute.extend(helper.make_attribute(k, list(v) if isinstance(v, tuple) else v)
+                          for k, v in spec.attributes)
     outputs = [helper.make_tensor_value_info(n, element_type(t), list(shape))
                for n, t, shape in spec.outputs]
     graph = helper.make_graph([node], f"normspec_{spec.op}", graph_inputs, outputs)
