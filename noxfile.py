@@ -28,17 +28,18 @@ def _install(session: nox.Session, *extras: str) -> None:
 @nox.session
 def tests(session: nox.Session) -> None:
     """normspec's own tests: reference proofs, vectors, adapters, runner, mutants."""
-    _install(session, "test", "torch", "jax")
+    _install(session, "test", "torch", "jax", "onnx")
     session.run("python", "-m", "pytest", *session.posargs)
 
 
 @nox.session
 def conformance(session: nox.Session) -> None:
-    """The main job: run the golden vectors against numpy, torch and JAX on the CPU."""
-    _install(session, "torch", "jax")
+    """The main job: run the golden vectors against numpy, torch, JAX and ONNX on the CPU."""
+    _install(session, "torch", "jax", "onnx")
     session.run(
         "normspec", "run",
         "--adapter", "numpy", "--adapter", "torch", "--adapter", "jax",
+        "--adapter", "onnxruntime", "--adapter", "onnx-reference",
         "--device", "cpu",
         "--json", f"{REPORTS}/conformance.json",
         "--junit", f"{REPORTS}/conformance.xml",
@@ -61,6 +62,18 @@ def conformance_jax(session: nox.Session) -> None:
     _install(session, "jax")
     session.run("normspec", "run", "--adapter", "jax",
                 "--json", f"{REPORTS}/jax.json", *session.posargs)
+
+
+@nox.session(name="conformance-onnx")
+def conformance_onnx(session: nox.Session) -> None:
+    """Conformance of the ONNX adapters (onnxruntime and onnx's reference evaluator).
+
+    Both are forward-only: their derivative checks are reported as skipped. With
+    onnxruntime-gpu installed, pass ``-- --device cuda`` for the CUDA execution provider.
+    """
+    _install(session, "onnx")
+    session.run("normspec", "run", "--adapter", "onnxruntime", "--adapter", "onnx-reference",
+                "--json", f"{REPORTS}/onnx.json", *session.posargs)
 
 
 @nox.session
