@@ -7,12 +7,12 @@ the runner) happen only when a subcommand runs.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Sequence
+from typing import Any
 
-
-class UsageError(Exception):
-    """A bad name or file given on the command line; reported as one line, exit status 2."""
+from .errors import UsageError
 
 
 def _version() -> str:
@@ -32,23 +32,44 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"normspec {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    from . import cli_run, cli_vectors
+    from . import cli_coverage, cli_run, cli_vectors
 
     cli_run.register(sub)
     cli_vectors.register(sub)
+    cli_coverage.register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``normspec`` console script; returns the exit status."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    # SIGTERM (a CI job's timeout) is handled like Ctrl-C from the first instant, so that no
+    # signal ends a command in a traceback or without its reports.
+    previous = _sigterm_as_interrupt()
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
         status: int = args.func(args)
     except UsageError as exc:
         print(f"normspec: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("normspec: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return status
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _sigterm_as_interrupt() -> Any:
+    try:
+        return signal.signal(signal.SIGTERM, _raise_interrupt)
+    except ValueError:  # not the main thread (an embedding application): leave signals alone
+        return None
 
 
 __all__ = ["UsageError", "build_parser", "main"]

@@ -22,6 +22,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
+from typing import Any
 
 import ml_dtypes
 import numpy as np
@@ -157,7 +158,8 @@ def mixed_scale(s: Sample) -> bool:
     return s.spec.dists["x"].kind == "decades"
 
 
-def hyper(name: str, check: Callable[[object], bool]) -> Predicate:
+def hyper(name: str, check: Callable[[Any], bool]) -> Predicate:
+    """The case sets hyperparameter ``name`` and its value passes ``check``."""
     return lambda s: name in s.spec.hyper and check(s.spec.hyper[name])
 
 
@@ -598,19 +600,35 @@ def split_page(text: str) -> tuple[str, str]:
 
 
 __all__ = ["COVERAGE", "MethodCoverage", "MutantKills", "Row", "RowCoverage", "Sample",
-           "coverage_markdown", "degenerate", "method_coverage", "mutation_markdown",
-           "mutation_score", "page", "reduced_axes", "reduction_size", "split_page"]
+           "baseline", "coverage_markdown", "degenerate", "kill", "method_coverage",
+           "mutation_markdown", "mutation_score", "page", "reduced_axes", "reduction_size",
+           "samples", "split_page"]
 
 
-def kill(mutant: str, spec: str, targets: Sequence[str], what: str = "") -> MutantKills:
+def kill(mutant: str, spec: str, targets: Sequence[str], what: str = "",
+         baseline: Mapping[str, str] | None = None) -> MutantKills:
     """Run the mutant adapter ``spec`` (``module:attribute``) on ``targets`` and collect the
-    cases where a check fails or errors."""
+    cases where a check fails or errors.
+
+    ``baseline`` maps result ids to the status the ``numpy`` adapter (which every mutant
+    modifies) gets; a check the baseline does not pass kills nothing, so a defect of the
+    baseline itself is not counted as the suite seeing the mutant's bug.
+    """
     from .runner import RunConfig, Runner
 
     report = Runner(RunConfig(adapters=(spec,), methods=tuple(targets))).run()
     found: dict[str, dict[str, None]] = {m: {} for m in targets}
     for r in report.results:
-        if r.status in ("fail", "error"):
+        if r.status in ("fail", "error") and (baseline is None
+                                               or baseline.get(r.id) in ("pass", "skip")):
             found.setdefault(r.method, {})[r.case] = None
     return MutantKills(mutant, what, tuple(targets),
                        {m: tuple(found[m]) for m in targets})
+
+
+def baseline(methods: Sequence[str], adapter: str = "numpy") -> dict[str, str]:
+    """Result id -> status of ``adapter`` on ``methods`` (the reference point of :func:`kill`)."""
+    from .runner import RunConfig, Runner
+
+    report = Runner(RunConfig(adapters=(adapter,), methods=tuple(methods))).run()
+    return {r.id: r.status for r in report.results}

@@ -8,32 +8,18 @@ two-pass formulas fails the numpy adapter.
 from __future__ import annotations
 
 from collections import Counter
+from functools import cache
+from pathlib import Path
 
 import pytest
-from mutants import _MODULES as MUTANT_MODULES
+from mutants import SPECS, TARGETS, bug_class
+from normspec.conformance.coverage import MutantKills, baseline, kill, mutation_markdown, split_page
 from normspec.conformance.results import Report
 from normspec.conformance.runner import RunConfig, Runner
 
-SPECS = {module.MUTANT.name: f"{module.__name__}:MUTANT" for module in MUTANT_MODULES}
-"""Each mutant as the ``module:attribute`` the runner loads in its worker process."""
-
-
-MOMENTS = ("batch_norm", "layer_norm", "rms_norm", "instance_norm", "group_norm")
-TARGETS: dict[str, tuple[str, ...]] = {
-    "mutant-running-var-biased": ("batch_norm",),
-    "mutant-running-var-unbiased": ("batch_norm",),
-    "mutant-inverted-momentum": ("batch_norm",),
-    "mutant-interleaved-groups": ("group_norm",),
-    "mutant-layer-norm-last-axis-only": ("layer_norm",),
-    "mutant-instance-norm-batch-stats": ("instance_norm",),
-    "mutant-rms-norm-subtracts-mean": ("rms_norm",),
-    "mutant-lrn-alpha-not-divided": ("local_response_norm",),
-    "mutant-lrn-window-onnx-even": ("local_response_norm",),
-    "mutant-lp-norm-eps-added": ("lp_norm",),
-    "mutant-weight-grad-channels-last-sum": MOMENTS,
-}
-"""The methods a mutant's bug class lives in; it must fail a check there. A mutant not listed
-is run against every method (its bug is shared machinery: eps, variance, accumulation...)."""
+PAGE = Path(__file__).resolve().parents[1] / "docs" / "coverage.md"
+MIN_KILLING_CASES = 2
+"""A bug class seen by one case only is one catalog edit away from being invisible."""
 
 
 def _run(spec: str, **selection: object) -> Report:
@@ -41,8 +27,22 @@ def _run(spec: str, **selection: object) -> Report:
     return Runner(config).run()
 
 
+@cache
+def _baseline() -> dict[str, str]:
+    return baseline(sorted({m for targets in TARGETS.values() for m in targets}))
+
+
+@cache
+def _kills(name: str) -> MutantKills:
+    return kill(name, SPECS[name], TARGETS[name], bug_class(name), _baseline())
+
+
 def test_there_are_at_least_fifteen_mutants() -> None:
     assert len(SPECS) >= 15
+
+
+def test_every_mutant_names_the_methods_of_its_bug_class() -> None:
+    assert set(TARGETS) == set(SPECS)
 
 
 def test_numpy_adapter_passes_every_case_in_every_dtype() -> None:
@@ -54,10 +54,19 @@ def test_numpy_adapter_passes_every_case_in_every_dtype() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(SPECS))
-def test_mutant_fails_at_least_one_check(name: str) -> None:
-    report = _run(SPECS[name], methods=TARGETS.get(name, ()))
-    failing = [r for r in report.results if r.status in ("fail", "error")]
-    assert failing, f"{name} passed every check: the suite cannot see this bug class"
+def test_mutant_is_killed_by_two_cases_in_each_method_it_targets(name: str) -> None:
+    kills = _kills(name)
+    thin = {m: list(kills.killing_cases.get(m, ())) for m in kills.targets
+            if len(kills.killing_cases.get(m, ())) < MIN_KILLING_CASES}
+    assert not thin, f"{name}: fewer than {MIN_KILLING_CASES} killing cases in {thin}"
+
+
+def test_committed_mutation_score_is_up_to_date() -> None:
+    _, committed = split_page(PAGE.read_text(encoding="utf-8"))
+    fresh = mutation_markdown([_kills(name) for name in SPECS])
+    assert committed.rstrip() == fresh.rstrip(), (
+        "docs/coverage.md's mutation score is stale: run `normspec coverage --mutants tests "
+        "--markdown docs/coverage.md`")
 
 
 def test_one_pass_float32_variance_fails_the_large_offset_cases() -> None:

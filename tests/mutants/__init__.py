@@ -11,12 +11,16 @@ from __future__ import annotations
 from normspec.adapters.protocol import Adapter
 
 from . import (
+    channels_first_assumed,
+    cumulative_fixed_momentum,
     eps_outside_sqrt,
     instance_batch_stats,
     interleaved_groups,
     inverted_momentum,
     layer_norm_last_axis,
     low_precision_accumulation,
+    lp_clamp_squared,
+    lp_clamp_wrong_side,
     lp_eps_added,
     lrn_alpha_undivided,
     lrn_window_onnx,
@@ -24,6 +28,7 @@ from . import (
     one_pass_variance,
     rms_subtracts_mean,
     running_var_biased,
+    running_var_swapped,
     running_var_unbiased,
     unbiased_normalization,
     vjp_stats_constant,
@@ -48,9 +53,60 @@ _MODULES = (
     weight_grad_wrong_axes,
     low_precision_accumulation,
     nan_on_constant,
+    # coverage that bites (docs/coverage.md)
+    running_var_swapped,
+    cumulative_fixed_momentum,
+    channels_first_assumed,
+    lp_clamp_wrong_side,
+    lp_clamp_squared,
 )
 
 MUTANTS: dict[str, Adapter] = {module.MUTANT.name: module.MUTANT for module in _MODULES}
 """Every mutant by name (``mutant-...``), in the order of the issue's list."""
 
-__all__ = ["MUTANTS"]
+MOMENTS = ("batch_norm", "layer_norm", "rms_norm", "instance_norm", "group_norm")
+CENTERED = ("batch_norm", "layer_norm", "instance_norm", "group_norm")
+CHANNELS = ("batch_norm", "instance_norm", "group_norm", "local_response_norm")
+
+TARGETS: dict[str, tuple[str, ...]] = {
+    "mutant-eps-outside-sqrt": MOMENTS,
+    "mutant-unbiased-variance": MOMENTS,
+    # rms_norm subtracts no mean: E[x^2] - 0^2 is its two-pass formula
+    "mutant-one-pass-variance": CENTERED,
+    "mutant-running-var-biased": ("batch_norm",),
+    "mutant-running-var-unbiased": ("batch_norm",),
+    "mutant-inverted-momentum": ("batch_norm",),
+    "mutant-interleaved-groups": ("group_norm",),
+    # layer and rms norm share the trailing-axes geometry
+    "mutant-layer-norm-last-axis-only": ("layer_norm", "rms_norm"),
+    "mutant-instance-norm-batch-stats": ("instance_norm",),
+    "mutant-rms-norm-subtracts-mean": ("rms_norm",),
+    "mutant-lrn-alpha-not-divided": ("local_response_norm",),
+    "mutant-lrn-window-onnx-even": ("local_response_norm",),
+    "mutant-lp-norm-eps-added": ("lp_norm",),
+    "mutant-vjp-stats-constant": MOMENTS,
+    # layer and rms norm parameters span the trailing axes: no channel axis to confuse
+    "mutant-weight-grad-channels-last-sum": ("batch_norm", "instance_norm", "group_norm"),
+    "mutant-float16-accumulation": MOMENTS,
+    "mutant-nan-on-constant": MOMENTS,
+    "mutant-running-var-swapped": ("batch_norm",),
+    "mutant-cumulative-fixed-momentum": ("batch_norm",),
+    "mutant-channels-first-assumed": CHANNELS,
+    "mutant-lp-norm-clamp-wrong-side": ("lp_norm",),
+    "mutant-lp-norm-clamp-squared": ("lp_norm",),
+}
+"""The methods each mutant's bug class lives in: it must be killed in every one of them, and
+the mutation score per method (docs/coverage.md) counts it there."""
+
+SPECS: dict[str, str] = {module.MUTANT.name: f"{module.__name__}:MUTANT" for module in _MODULES}
+"""Each mutant as the ``module:attribute`` the runner loads in its worker process."""
+
+
+def bug_class(name: str) -> str:
+    """The first line of a mutant module's docstring, after its name."""
+    module = next(m for m in _MODULES if m.MUTANT.name == name)
+    first = (module.__doc__ or "").strip().splitlines()[0]
+    return first.split(": ", 1)[-1]
+
+
+__all__ = ["MUTANTS", "SPECS", "TARGETS", "bug_class"]
