@@ -43,22 +43,50 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``normspec`` console script; returns the exit status."""
     # SIGTERM (a CI job's timeout) is handled like Ctrl-C from the first instant, so that no
-    # signal ends a command in a traceback or without its reports.
+    # signal ends a command in a traceback or without its reports. Both are held back while
+    # the command's modules import: a KeyboardInterrupt inside an import leaves a half-imported
+    # module (NumPy's cannot be imported again), and then not even a report could be written.
     previous = _sigterm_as_interrupt()
+    held = _hold_signals()
+    args: argparse.Namespace | None = None
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
+        prepare = getattr(args, "prepare", None)
+        if prepare is not None:
+            prepare()
+        _release_signals(held)  # a signal that arrived meanwhile is raised here
+        held = None
         status: int = args.func(args)
     except UsageError as exc:
         print(f"normspec: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        on_interrupt = getattr(args, "on_interrupt", None)
+        if on_interrupt is not None:
+            code: int = on_interrupt(args)
+            return code
         print("normspec: interrupted", file=sys.stderr)
         return 130
     finally:
+        _release_signals(held)
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     return status
+
+
+_HELD = {signal.SIGINT, signal.SIGTERM}
+
+
+def _hold_signals() -> Any:
+    if not hasattr(signal, "pthread_sigmask"):  # not on Windows: signals are not held there
+        return None
+    return signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
+
+
+def _release_signals(held: Any) -> None:
+    if held is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:

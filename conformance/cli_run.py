@@ -8,6 +8,8 @@ Exit status of ``run``: 0 when nothing failed, errored or passed unexpectedly; 1
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 from collections.abc import Callable
 from importlib import import_module
@@ -31,8 +33,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     run.add_argument("--adapter", action="append", metavar="NAME|module:attr",
                      help="a registered adapter (see `normspec list`) or module:attribute or "
                           "file.py:attribute (repeatable; default: numpy)")
-    run.add_argument("--device", default="cpu", help="device to run on: cpu, cuda, gpu, ... "
-                     "(default: cpu); adapters without it report skips")
+    run.add_argument("--device", default="cpu", type=_device,
+                     help="device to run on: cpu, cuda, gpu, ... (default: cpu); adapters "
+                          "without it report skips, and a run in which no check ran fails")
     run.add_argument("--dtype", action="append", choices=DTYPES, metavar="DTYPE",
                      help=f"dtype under test, one of {', '.join(DTYPES)} (repeatable; "
                           "default: all)")
@@ -49,6 +52,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     run.add_argument("--timeout", type=_positive, default=60.0, metavar="S",
                      help="seconds one adapter call may take before it is an error and the "
                           "worker is restarted (default: 60)")
+    run.add_argument("--startup-timeout", type=_positive, default=300.0, metavar="S",
+                     help="seconds an adapter may take to load in its worker, importing its "
+                          "framework included (default: 300)")
     run.add_argument("--json", type=Path, metavar="FILE", help="write the JSON report here")
     run.add_argument("--junit", type=Path, metavar="FILE", help="write a JUnit XML report here")
     run.add_argument("--markdown", type=Path, metavar="FILE",
@@ -59,7 +65,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                      help="directory with <adapter>.toml xfail ledgers (default: the built-in "
                           "ledgers)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
-    run.set_defaults(func=_run)
+    run.set_defaults(func=_run, prepare=_prepare, on_interrupt=_interrupted_early)
 
     lst = subparsers.add_parser(
         "list", help="list the methods, the adapters found and what each supports",
@@ -79,8 +85,15 @@ def _positive(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _device(text: str) -> str:
+    if not text or not text.replace("_", "").replace(":", "").isalnum() or text != text.strip():
+        raise argparse.ArgumentTypeError(f"got {text!r}, expected a device name such as cpu or "
+                                         f"cuda")
+    return text
+
+
 def _usage(exc: BaseException) -> Exception:
-    from .cli import UsageError
+    from .errors import UsageError
 
     # One line: the first line names the file or the name; the rest is detail.
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
@@ -99,14 +112,40 @@ def _usage_errors() -> tuple[type[BaseException], ...]:
 # run ------------------------------------------------------------------------------------------
 
 
+def _prepare() -> None:
+    """Import what a run needs while the command line holds signals back (see cli.main), so
+    that an interrupt never lands inside an import and a report can always be written."""
+    import rich.console
+    import rich.progress  # noqa: F401
+
+    from . import reports, runner  # noqa: F401
+
+
 def _run(args: argparse.Namespace) -> int:
+    # A SIGTERM (a CI job's timeout) or Ctrl-C in the first second must still end in a report
+    # and exit 130, never in a traceback.
+    previous = _on_sigterm_interrupt()
+    try:
+        return _run_guarded(args)
+    except KeyboardInterrupt:
+        # Interrupted before the run began: an empty, interrupted report is still written.
+        return _interrupted_early(args)
+    finally:
+        _restore_sigterm(previous)
+
+
+def _run_guarded(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from .ledger import check_ledger_dir
     from .runner import RunConfig, Runner
 
     usage = _usage_errors()
     registry = import_module("normspec.adapters.registry")
     try:
+        _check_report_paths(args)
+        if args.ledger_dir is not None:
+            check_ledger_dir(args.ledger_dir)
         specs = tuple(registry.check_spec(s) for s in dict.fromkeys(args.adapter or ["numpy"]))
         config = RunConfig(
             adapters=specs, device=args.device,
@@ -115,7 +154,8 @@ def _run(args: argparse.Namespace) -> int:
             cases=tuple(dict.fromkeys(args.case or ())),
             exclude_cases=tuple(dict.fromkeys(args.exclude_case or ())),
             checks=tuple(c for c in CHECK_ORDER if c in (args.check or CHECK_ORDER)),
-            timeout=args.timeout, vectors=args.vectors, ledger_dir=args.ledger_dir)
+            timeout=args.timeout, startup_timeout=args.startup_timeout, vectors=args.vectors,
+            ledger_dir=args.ledger_dir)
         runner = Runner(config, argv=_command(config, args))
     except usage as exc:
         raise _usage(exc) from None
@@ -125,7 +165,6 @@ def _run(args: argparse.Namespace) -> int:
     out = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 160)
     err = Console(stderr=True)
     status, summary = EXIT_FAILED, True
-    previous = _on_sigterm_interrupt()
     try:
         with _Progress(err, runner.total, enabled=not args.no_progress) as advance:
             runner.run(on_result=advance)
@@ -137,13 +176,67 @@ def _run(args: argparse.Namespace) -> int:
         summary = False
         raise _usage(exc) from None
     finally:
-        _restore_sigterm(previous)
-        written = _write_reports(runner, args, err)
+        written = _write_reports(runner.report, args, err)
         if summary:
             from .reports import print_summary
 
             print_summary(runner.report, out)
+            aborted = runner.report.meta.get("aborted")
+            if aborted and status != EXIT_INTERRUPTED:
+                err.print(f"normspec: {aborted}", markup=False, highlight=False)
     return status if written or status != EXIT_OK else EXIT_USAGE
+
+
+def _interrupted_early(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from .results import Report
+    from .runner import RunConfig, run_metadata
+
+    err = Console(stderr=True)
+    err.print("[bold red]interrupted[/] before the run began: writing empty reports")
+    meta = run_metadata(RunConfig(adapters=tuple(args.adapter or ["numpy"]),
+                                  device=args.device), ["normspec", "run"], args.vectors or "")
+    meta["interrupted"] = True
+    with contextlib.suppress(KeyboardInterrupt):  # a second signal while writing: give up
+        _write_reports(Report(meta=meta), args, err)
+    return EXIT_INTERRUPTED
+
+
+def _check_report_paths(args: argparse.Namespace) -> None:
+    """Refuse report paths that could not be written, before anything runs.
+
+    One path for two formats would leave only the last one written; a parent that is a file,
+    or a directory that cannot be written, would only show after the whole run.
+    """
+    from .errors import UsageError
+
+    given = [(flag, path) for flag, path in (("--json", args.json), ("--junit", args.junit),
+                                               ("--markdown", args.markdown)) if path is not None]
+    seen: dict[Path, str] = {}
+    for flag, path in given:
+        key = path.resolve()
+        if key in seen:
+            raise UsageError(f"{seen[key]} and {flag} both write {path}; give each report its "
+                             f"own file")
+        seen[key] = flag
+        if path.is_dir():
+            raise UsageError(f"cannot write the {flag} report to {path}: it is a directory, "
+                             f"expected a file path")
+        parent = _existing_parent(path)
+        if not parent.is_dir():
+            raise UsageError(f"cannot write the {flag} report to {path}: {parent} is not a "
+                             f"directory")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise UsageError(f"cannot write the {flag} report to {path}: {parent} is not "
+                             f"writable")
+
+
+def _existing_parent(path: Path) -> Path:
+    parent = path.absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    return parent
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -184,6 +277,8 @@ def _command(config: Any, args: argparse.Namespace) -> list[str]:
     for c in config.checks:
         cmd += ["--check", c]
     cmd += ["--timeout", f"{config.timeout:g}"]
+    if config.startup_timeout != 300.0:
+        cmd += ["--startup-timeout", f"{config.startup_timeout:g}"]
     for flag, value in (("--vectors", args.vectors), ("--ledger-dir", args.ledger_dir),
                         ("--json", args.json), ("--junit", args.junit),
                         ("--markdown", args.markdown)):
@@ -192,7 +287,7 @@ def _command(config: Any, args: argparse.Namespace) -> list[str]:
     return cmd
 
 
-def _write_reports(runner: Any, args: argparse.Namespace, err: Any) -> bool:
+def _write_reports(report: Any, args: argparse.Namespace, err: Any) -> bool:
     from .reports import write_json, write_junit, write_markdown
 
     ok = True
@@ -202,7 +297,7 @@ def _write_reports(runner: Any, args: argparse.Namespace, err: Any) -> bool:
         if path is None:
             continue
         try:
-            write(runner.report, path)
+            write(report, path)
         except OSError as exc:
             err.print(f"normspec: error: cannot write {path}: {exc.strerror or exc}",
                       markup=False, highlight=False)
@@ -267,6 +362,7 @@ def _method_line(method: str) -> str:
 
 def _list(args: argparse.Namespace) -> int:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     registry = import_module("normspec.adapters.registry")
@@ -311,23 +407,37 @@ def _list(args: argparse.Namespace) -> int:
         for d in DTYPES:
             matrix.add_column(d)
         notes: dict[str, str] = {}
+        reasons: dict[str, str] = {}
         for m in methods:
             cells = []
             for d in DTYPES:
                 try:
                     s = adapter.support(m, d, args.device)
                 except Exception as exc:
-                    cells.append(f"[red]error: {exc}[/]")
+                    cells.append(f"[red]error: {escape(type(exc).__name__)}: {escape(str(exc))}[/]")
                     continue
                 if s.supported:
-                    cells.append(marks.get(s.kind, s.kind))
+                    missing = [c for c in CHECK_ORDER if c in (s.not_implemented or {})]
+                    cell = marks.get(s.kind, s.kind)
+                    if missing:
+                        cell += " (forward only)" if set(missing) == {
+                            "vjp", "jvp", "second_order"} else f" (no {', '.join(missing)})"
+                        notes.setdefault(
+                            f"not implemented ({', '.join(missing)}): "
+                            f"{next(iter(s.not_implemented.values()))}", f"{m} {d}")
+                    cells.append(cell)
+                    if s.reason:
+                        reasons.setdefault(s.reason, f"{m} {d}")
                 else:
                     cells.append("[dim]unsupported[/]")
                     notes.setdefault(s.reason, f"{m} {d}")
             matrix.add_row(m, *cells)
         out.print(matrix)
         for reason, first in notes.items():
-            out.print(f"  unsupported ({first}, ...): {reason}", markup=False, highlight=False)
+            label = "" if reason.startswith("not implemented") else "unsupported: "
+            out.print(f"  {label}{reason} ({first}, ...)", markup=False, highlight=False)
+        for reason, first in reasons.items():
+            out.print(f"  how: {reason} ({first}, ...)", markup=False, highlight=False)
     return EXIT_OK
 
 

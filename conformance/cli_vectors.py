@@ -45,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _methods(given: Sequence[str] | None) -> tuple[str, ...] | None:
-    from .cli import UsageError
+    from .errors import UsageError
     from .vectors.storage import reference_module
 
     methods = reference_module().METHODS
@@ -62,7 +62,7 @@ def _build(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from .cli import UsageError
+    from .errors import UsageError
     from .vectors.generate import SIZE_BUDGET, build, keep_other_methods, sizes, write
     from .vectors.manifest import dumps
     from .vectors.storage import as_path, default_vectors_root

@@ -113,7 +113,14 @@ class WorkerInfo:
 
 
 class WorkerStartError(RuntimeError):
-    """The adapter could not be loaded in the worker (the message holds its traceback)."""
+    """The adapter could not be loaded in the worker (the message holds its traceback).
+
+    ``usage`` is true when the name resolves to nothing (an unknown module or attribute): the
+    message is then one line, and the caller reports it as a usage error."""
+
+    def __init__(self, message: str, *, usage: bool = False) -> None:
+        super().__init__(message)
+        self.usage = usage
 
 
 # ---------------------------------------------------------------------------------------------
@@ -261,8 +268,12 @@ def worker_main(conn: Connection, spec: str, device: str, methods: Sequence[str]
     try:
         adapter = registry.load(spec)
         info = _describe(adapter, device, methods, dtypes)
+    except registry.AdapterLoadError as exc:
+        # A name that resolves to nothing is a usage error: one line, no traceback.
+        conn.send(("load_error", str(exc), "usage"))
+        return
     except BaseException:
-        conn.send(("load_error", traceback.format_exc(limit=-10)))
+        conn.send(("load_error", traceback.format_exc(limit=-10), "adapter"))
         return
     conn.send(("ready", info))
     _serve(conn, adapter, device)
@@ -338,6 +349,8 @@ class Worker:
             raise WorkerStartError(text) from None
         if msg is None or msg[0] != "ready":
             self._kill()
+            if msg is not None and msg[-1] == "usage":
+                raise WorkerStartError(msg[1], usage=True)
             raise WorkerStartError(
                 f"adapter {self.spec!r} did not load within {self.startup_timeout:g} s"
                 if msg is None else f"adapter {self.spec!r} failed to load:\n{msg[1]}")

@@ -134,13 +134,26 @@ def parse_ledger(text: str, path: str, known_ids: Collection[str] | None = None)
     return Ledger(path=path, entries=tuple(entries))
 
 
+def check_ledger_dir(ledger_dir: Path) -> None:
+    """Raise :class:`LedgerError` unless ``ledger_dir`` is an existing directory: a mistyped
+    ``--ledger-dir`` would otherwise silently run with no ledger at all."""
+    if not ledger_dir.is_dir():
+        what = "is not a directory" if ledger_dir.exists() else "does not exist"
+        raise LedgerError(f"ledger directory {ledger_dir} {what}, expected a directory holding "
+                          f"<adapter>.toml ledgers")
+
+
 def find_ledger(adapter: str, ledger_dir: Path | None = None) -> Path | str | None:
     """Where the ledger of ``adapter`` is: ``ledger_dir/<adapter>.toml``, else the built-in one.
 
     Returns None when the adapter has no ledger (an empty ledger).
     """
     if ledger_dir is not None:
+        check_ledger_dir(ledger_dir)
         candidate = ledger_dir / f"{adapter}.toml"
+        if candidate.exists() and not candidate.is_file():
+            raise LedgerError(f"ledger {candidate}: is not a regular file, expected a TOML file "
+                              f"of [[xfail]] entries")
         return candidate if candidate.is_file() else None
     builtin = resources.files("normspec.adapters").joinpath("ledgers").joinpath(f"{adapter}.toml")
     return str(builtin) if builtin.is_file() else None
@@ -157,7 +170,11 @@ def load_ledger(adapter: str, ledger_dir: Path | None = None,
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise LedgerError(f"ledger {path}: cannot be read: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise LedgerError(f"ledger {path}: is not UTF-8 text (byte {exc.start}: {exc.reason}), "
+                          f"expected a UTF-8 TOML file") from None
     return parse_ledger(text, str(path), known_ids)
 
 
-__all__ = ["Ledger", "LedgerEntry", "LedgerError", "find_ledger", "load_ledger", "parse_ledger"]
+__all__ = ["Ledger", "LedgerEntry", "LedgerError", "check_ledger_dir", "find_ledger", "load_ledger",
+           "parse_ledger"]

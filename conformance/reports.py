@@ -6,9 +6,13 @@ long messages, non-ASCII), so reports can always be written, even after an inter
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
 import json
 import math
+import os
+import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Iterator
 from importlib import resources
@@ -43,11 +47,25 @@ def validate_report(document: Any) -> None:
     jsonschema.validators.validator_for(schema)(schema).validate(document)
 
 
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same directory and a rename,
+    so a concurrent reader (or a second run writing the same path) never sees a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 def write_json(report: Report, path: Path) -> None:
     """Write the JSON report (UTF-8, strict JSON: no NaN or Infinity)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(report.to_dict(), indent=1, allow_nan=False, ensure_ascii=False)
-    path.write_text(text + "\n", encoding="utf-8")
+    write_atomic(path, (text + "\n").encode("utf-8"))
 
 
 # Grouping -------------------------------------------------------------------------------------
@@ -122,10 +140,11 @@ def junit_tree(report: Report) -> ET.ElementTree[ET.Element[str]]:
 
 def write_junit(report: Report, path: Path) -> None:
     """Write the JUnit XML report."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     tree = junit_tree(report)
     ET.indent(tree)
-    tree.write(path, encoding="utf-8", xml_declaration=True)
+    buffer = io.BytesIO()
+    tree.write(buffer, encoding="utf-8", xml_declaration=True)
+    write_atomic(path, buffer.getvalue())
 
 
 # Markdown -------------------------------------------------------------------------------------
@@ -202,8 +221,7 @@ def _html(text: str) -> str:
 
 def write_markdown(report: Report, path: Path) -> None:
     """Write the Markdown report."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(markdown(report), encoding="utf-8")
+    write_atomic(path, markdown(report).encode("utf-8"))
 
 
 # Terminal -------------------------------------------------------------------------------------
@@ -255,4 +273,5 @@ def print_summary(report: Report, console: Console, max_failures: int = 20) -> N
 
 
 __all__ = ["SCHEMA_NAME", "groups", "junit_tree", "markdown", "print_summary", "report_schema",
-           "summary_table", "validate_report", "write_json", "write_junit", "write_markdown"]
+           "summary_table", "validate_report", "write_atomic", "write_json", "write_junit",
+           "write_markdown"]

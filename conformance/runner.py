@@ -46,6 +46,9 @@ from .vectors import DTYPES, Manifest, VectorCase, load_manifest
 DEFAULT_TIMEOUT = 60.0
 """Seconds one adapter call may take before it counts as hung (compilation included)."""
 
+DEFAULT_STARTUP_TIMEOUT = 300.0
+"""Seconds an adapter may take to load (a cold import of a framework can be slow)."""
+
 Compare = Callable[..., Any]
 """``compare_quantity(method, dtype, quantity, tol_class, got, expected, case, *, check)``."""
 
@@ -75,6 +78,8 @@ class RunConfig:
     """Globs on case names to leave out (applied after ``cases``)."""
     checks: tuple[str, ...] = CHECK_ORDER
     timeout: float = DEFAULT_TIMEOUT
+    startup_timeout: float = DEFAULT_STARTUP_TIMEOUT
+    """Seconds an adapter may take to load in its worker (importing a framework)."""
     vectors: str | None = None
     """Directory holding ``manifest.json``; None means the installed spec/vectors."""
     ledger_dir: Path | None = None
@@ -243,12 +248,16 @@ class AdapterSession:
 
         A broken ledger raises :class:`~.ledger.LedgerError` (a usage error).
         """
-        worker = Worker(spec, config.device, methods, config.dtypes, timeout=config.timeout)
+        worker = Worker(spec, config.device, methods, config.dtypes, timeout=config.timeout,
+                        startup_timeout=config.startup_timeout)
         session = cls(spec=spec, config=config, manifest=manifest, compare=compare,
                       worker=worker)
         try:
             session.info = worker.start()
         except WorkerStartError as exc:
+            if exc.usage:
+                worker.close()
+                raise SelectionError(str(exc)) from None
             session.load_error = str(exc)
             worker.close()
             session.worker = None
@@ -506,7 +515,8 @@ def run_metadata(config: RunConfig, argv: Sequence[str], vectors: str) -> dict[s
         "machine": platform.machine(), "python": platform.python_version(),
         "hostname": hostname, "started": _now(), "finished": "", "wall_time_s": 0.0,
         "interrupted": False, "argv": list(argv), "device": config.device,
-        "timeout_s": config.timeout, "vectors": vectors,
+        "timeout_s": config.timeout, "startup_timeout_s": config.startup_timeout,
+        "vectors": vectors,
         "selection": {"adapters": list(config.adapters), "methods": list(config.methods),
                       "dtypes": list(config.dtypes), "checks": list(config.checks),
                       "case": config.cases[0] if len(config.cases) == 1 else None,
@@ -608,6 +618,7 @@ class Runner:
         self.report.meta["wall_time_s"] = round(time.perf_counter() - self._t0, 3)
 
 
-__all__ = ["DEFAULT_TIMEOUT", "KNOWN_DEVICES", "AdapterSession", "PlannedCase", "RunConfig",
-           "Runner", "SelectionError", "adapter_arguments", "all_ids", "check_of", "checks_of",
-           "default_compare", "plan", "repro_command", "run_metadata", "selected"]
+__all__ = ["DEFAULT_STARTUP_TIMEOUT", "DEFAULT_TIMEOUT", "KNOWN_DEVICES", "AdapterSession",
+           "PlannedCase", "RunConfig", "Runner", "SelectionError", "adapter_arguments", "all_ids",
+           "check_of", "checks_of", "default_compare", "plan", "repro_command", "run_metadata",
+           "selected"]

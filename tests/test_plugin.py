@@ -93,3 +93,10 @@ def test_unknown_adapter_is_a_usage_error(pytester: pytest.Pytester, vectors: Pa
     result = pytester.runpytest(*_args(vectors, "no_such_adapter", "*"))
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*normspec: unknown adapter 'no_such_adapter'*"])
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "0", "-1"])
+def test_bad_timeout_is_a_usage_error(pytester: pytest.Pytester, value: str) -> None:
+    result = pytester.runpytest_subprocess("--normspec-timeout", value)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*--normspec-timeout: got '{value}'*"])

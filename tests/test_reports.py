@@ -15,9 +15,11 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from fakes import adapters as fake_adapters
+from fakes.adapters import ReferenceAdapter
 from fakes.compare import strict_compare
 from fakes.vectors import build_vectors, case_names
-from normspec.adapters import registry
+from normspec.adapters import Support, registry
 from normspec.conformance import runner
 from normspec.conformance.cli import main
 from normspec.conformance.reports import markdown, validate_report
@@ -184,15 +186,17 @@ def _stderr_line(capsys: pytest.CaptureFixture[str]) -> str:
     (["--adapter", "no_such_adapter"], "unknown adapter 'no_such_adapter'"),
     (["--adapter", "fakes.adapters:REFERENCE", "--method", "no_norm"],
      "unknown method 'no_norm'"),
-    (["--adapter", "fakes.adapters:NOT_AN_ADAPTER"], None),
-], ids=["adapter", "method", "not-an-adapter"])
-def test_unknown_names_exit_2_with_one_line(vectors: Path, args: list[str], text: str | None,
+    (["--adapter", "fakes.adapters:NOT_AN_ADAPTER"], "expected an object implementing"),
+    (["--adapter", "no_such_module:ADAPTER"], "module 'no_such_module' not found"),
+    (["--adapter", "fakes.adapters:NO_SUCH_ATTRIBUTE"], "has no attribute 'NO_SUCH_ATTRIBUTE'"),
+    (["--adapter", "fakes.adapters:REFERENCE", "--device", "cdua"], "unknown device 'cdua'"),
+    (["--adapter", "fakes.adapters:REFERENCE", "--adapter", "fakes.adapters:ReferenceAdapter"],
+     "are both named 'fake_reference'"),
+], ids=["adapter", "method", "not-an-adapter", "no-module", "no-attribute", "device",
+        "same-name"])
+def test_unknown_names_exit_2_with_one_line(vectors: Path, args: list[str], text: str,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     rc = main(["run", *args, "--vectors", str(vectors), "--no-progress"])
-    if text is None:
-        # A target that loads but is no adapter is an adapter failure: the run fails (1).
-        assert rc == 1
-        return
     assert rc == 2
     line = _stderr_line(capsys)
     assert line.startswith("normspec: error: ")
@@ -280,8 +284,29 @@ def test_list_shows_methods_adapters_and_support(monkeypatch: pytest.MonkeyPatch
     assert "Layer normalization" in out  # the method's one-line description
     assert "fake_no_half" in out
     assert "composed" in out
-    assert "unsupported (batch_norm float16, ...): no float16 kernels in this fake" in out
+    assert "unsupported: no float16 kernels in this fake (batch_norm float16, ...)" in out
     assert "unavailable: ImportError: deliberately missing dependency" in out
+
+
+def test_list_shows_forward_only_adapters_and_support_errors_with_their_type(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from importlib.metadata import EntryPoint
+
+    class RaisingSupport(ReferenceAdapter):
+        name = "raising_support"
+
+        def support(self, method: str, dtype: str, device: str) -> Support:
+            raise KeyError(method)
+
+    monkeypatch.setattr(fake_adapters, "RAISING_SUPPORT", RaisingSupport(), raising=False)
+    eps = {n: EntryPoint(name=n, value=v, group=registry.GROUP) for n, v in (
+        ("fwd", "fakes.adapters:FORWARD_ONLY"), ("raising", "fakes.adapters:RAISING_SUPPORT"))}
+    monkeypatch.setattr(registry, "_entry_points", lambda: eps)
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "composed (forward only)" in out
+    assert "this fake runtime computes no derivatives" in out
+    assert "error: KeyError: 'layer_norm'" in out
 
 
 @pytest.fixture(scope="module")
