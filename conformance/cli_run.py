@@ -12,9 +12,10 @@ import contextlib
 import os
 import sys
 from collections.abc import Callable
-from importlib import import_module
 from pathlib import Path
 from typing import Any
+
+from normspec import reference
 
 from .options import seconds
 from .results import CHECK_ORDER
@@ -101,12 +102,13 @@ def _usage(exc: BaseException) -> Exception:
 
 
 def _usage_errors() -> tuple[type[BaseException], ...]:
+    from normspec.adapters.registry import AdapterLoadError
+
     from .ledger import LedgerError
     from .runner import SelectionError
     from .vectors import VectorFormatError
 
-    registry = import_module("normspec.adapters.registry")
-    return (registry.AdapterLoadError, LedgerError, SelectionError, VectorFormatError)
+    return (AdapterLoadError, LedgerError, SelectionError, VectorFormatError)
 
 
 # run ------------------------------------------------------------------------------------------
@@ -141,7 +143,7 @@ def _run_guarded(args: argparse.Namespace) -> int:
     from .runner import RunConfig, Runner
 
     usage = _usage_errors()
-    registry = import_module("normspec.adapters.registry")
+    from normspec.adapters import registry
     try:
         _check_report_paths(args)
         if args.ledger_dir is not None:
@@ -353,7 +355,7 @@ class _Progress:
 
 def _method_line(method: str) -> str:
     try:
-        module = import_module("normspec.reference").get(method)
+        module = reference.get(method)
     except (ImportError, ValueError) as exc:
         return f"(not available: {exc})"
     doc = (module.__doc__ or "").strip().splitlines()
@@ -361,12 +363,11 @@ def _method_line(method: str) -> str:
 
 
 def _list(args: argparse.Namespace) -> int:
+    from normspec.adapters import registry
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
-
-    registry = import_module("normspec.adapters.registry")
-    methods: tuple[str, ...] = import_module("normspec.reference").METHODS
+    methods: tuple[str, ...] = reference.METHODS
     out = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 160)
 
     table = Table(title="methods", title_justify="left")

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import faulthandler
-import importlib
 import multiprocessing
 import os
 import signal
@@ -263,7 +262,7 @@ def worker_main(conn: Connection, spec: str, device: str, methods: Sequence[str]
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     log = open(crash_log, "w")  # noqa: SIM115 - must stay open for faulthandler until exit
     faulthandler.enable(log)
-    registry = importlib.import_module("normspec.adapters.registry")
+    from normspec.adapters import registry
 
     try:
         adapter = registry.load(spec)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from importlib import import_module
 from pathlib import Path
 from typing import Any
 
@@ -107,11 +106,11 @@ def pytest_configure(config: pytest.Config) -> None:
     specs = config.getoption("normspec_adapter")
     if not specs:
         return
+    from normspec.adapters import registry
+
     from .ledger import LedgerError
     from .runner import RunConfig, SelectionError, all_ids, plan
     from .vectors import VectorFormatError, load_manifest
-
-    registry = import_module("normspec.adapters.registry")
     ledger_dir = config.getoption("normspec_ledger_dir")
     try:
         adapters = tuple(registry.check_spec(s) for s in dict.fromkeys(specs))

@@ -23,7 +23,6 @@ import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -488,9 +487,9 @@ def _calls(checks: Sequence[str], case: VectorCase) -> list[Call]:
 
 def default_compare() -> Compare:
     """The tolerance model's ``compare_quantity``."""
-    module = import_module("normspec.conformance.tolerance")
-    compare: Compare = module.compare_quantity
-    return compare
+    from .tolerance import compare_quantity
+
+    return compare_quantity
 
 
 def _now() -> str:

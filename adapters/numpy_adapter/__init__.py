@@ -97,7 +97,7 @@ class NumpyAdapter:
     def forward(self, method: str, inputs: Mapping[str, Array | None], hyper: Mapping[str, Any],
                 *, dtype: str, device: str) -> dict[str, Array]:
         """``{"y", statistics..., updated state...}`` per the reference's names."""
-        impl, prec, loaded = self._prepare(method, inputs, hyper, dtype, device)
+        impl, prec, loaded, hyper = self._prepare(method, inputs, hyper, dtype, device)
         with np.errstate(all="ignore"):
             out = impl.forward(self.numerics, prec, loaded, hyper)
         # y is rounded to the dtype; statistics and running state stay in the compute type
@@ -109,7 +109,7 @@ class NumpyAdapter:
     def vjp(self, method: str, inputs: Mapping[str, Array | None], hyper: Mapping[str, Any],
             cotangent: Array, *, dtype: str, device: str) -> dict[str, Array]:
         """Gradient of ``sum(cotangent * y)`` for each differentiable input that is not None."""
-        impl, prec, loaded = self._prepare(method, inputs, hyper, dtype, device)
+        impl, prec, loaded, hyper = self._prepare(method, inputs, hyper, dtype, device)
         g = prec.load("cotangent", cotangent)
         _check_like("cotangent", g, loaded["x"])
         with np.errstate(all="ignore"):
@@ -119,7 +119,7 @@ class NumpyAdapter:
     def jvp(self, method: str, inputs: Mapping[str, Array | None], hyper: Mapping[str, Any],
             tangent: Mapping[str, Array], *, dtype: str, device: str) -> Array:
         """Directional derivative of ``y`` along ``tangent``; missing keys are zero."""
-        impl, prec, loaded = self._prepare(method, inputs, hyper, dtype, device)
+        impl, prec, loaded, hyper = self._prepare(method, inputs, hyper, dtype, device)
         t = _tangent(impl, prec, loaded, tangent)
         with np.errstate(all="ignore"):
             return prec.result(impl.jvp(self.numerics, prec, loaded, hyper, t))
@@ -128,7 +128,7 @@ class NumpyAdapter:
                      hyper: Mapping[str, Any], cotangent: Array, tangent: Mapping[str, Array],
                      *, dtype: str, device: str) -> dict[str, Array]:
         """Derivative of :meth:`vjp` (``cotangent`` fixed) along ``tangent``."""
-        impl, prec, loaded = self._prepare(method, inputs, hyper, dtype, device)
+        impl, prec, loaded, hyper = self._prepare(method, inputs, hyper, dtype, device)
         g = prec.load("cotangent", cotangent)
         _check_like("cotangent", g, loaded["x"])
         t = _tangent(impl, prec, loaded, tangent)
@@ -138,7 +138,7 @@ class NumpyAdapter:
 
     def _prepare(self, method: str, inputs: Mapping[str, Array | None],
                  hyper: Mapping[str, Any], dtype: str, device: str
-                 ) -> tuple[MethodImpl, Precision, dict[str, Num | None]]:
+                 ) -> tuple[MethodImpl, Precision, dict[str, Num | None], Mapping[str, Any]]:
         if method not in METHODS:
             raise ValueError(f"argument 'method': got {method!r}, expected one of {list(METHODS)}")
         if device not in self.devices():
@@ -164,7 +164,7 @@ class NumpyAdapter:
             # state may also arrive as a keyword, the way the reference takes it
             value = inputs.get(key, hyper.get(key) if key in impl.state else None)
             loaded[key] = None if value is None else prec.load(f"inputs[{key!r}]", value)
-        return impl, prec, loaded
+        return impl, prec, loaded, hyper
 
 
 def _check_like(name: str, value: Num, like: Num | None) -> None:

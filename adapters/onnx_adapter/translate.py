@@ -41,13 +41,13 @@ of the spec maps to it exactly.
 
 from __future__ import annotations
 
-import importlib
 import numbers
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from normspec.reference import lp_norm as lp_reference
 
 from ..protocol import Array
 
@@ -491,12 +491,9 @@ def _lp_decline(inputs: Mapping[str, Array | None], hyper: Mapping[str, Any]) ->
     p = _float(hyper, "p")
     if p not in LP_ORDERS:
         return f"LpNormalization defines p = 1 and p = 2 only; the case asks for p = {p:g}"
-    # By name: mypy checks adapters/ and reference/ as separate top-level packages.
-    reference = importlib.import_module("normspec.reference.lp_norm")
-
     eps = _float(hyper, "eps")
     with np.errstate(all="ignore"):
-        norm = reference.forward(_x(inputs), p=p, axis=_int(hyper, "axis"), eps=eps)["norm"]
+        norm = lp_reference.forward(_x(inputs), p=p, axis=_int(hyper, "axis"), eps=eps)["norm"]
     # ONNX divides by the unclamped norm and returns 0 for a zero vector (measured on onnxruntime
     # 1.32.0 and onnx 1.23.2's reference evaluator). That is the spec's x / max(norm, eps)
     # wherever norm >= eps, and for a zero vector when eps > 0 (0 / eps = 0); elsewhere it is not.

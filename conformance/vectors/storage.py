@@ -7,7 +7,6 @@ raw little-endian tensor data), so any safetensors reader in any language can op
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import struct
 import sys
@@ -20,6 +19,7 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 import numpy.typing as npt
+from normspec import reference
 
 if sys.version_info >= (3, 11):
     from importlib.resources.abc import Traversable
@@ -135,16 +135,10 @@ def storage_code(array: npt.NDArray[Any]) -> str:
 
 
 def reference_module(method: str | None = None) -> ModuleType:
-    """``normspec.reference`` (or one method's module), imported by name.
-
-    The import packages live in folders mapped by setuptools' package-dir, which type
-    checkers cannot follow; importing by name keeps the checks on this side strict.
-    """
-    package = importlib.import_module("normspec.reference")
+    """``normspec.reference``, or the module of one method."""
     if method is None:
-        return package
-    module: ModuleType = package.get(method)
-    return module
+        return reference
+    return reference.get(method)
 
 
 def spec_root() -> Traversable:
