@@ -65,6 +65,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     run.add_argument("--ledger-dir", type=Path, metavar="DIR",
                      help="directory with <adapter>.toml xfail ledgers (default: the built-in "
                           "ledgers)")
+    run.add_argument("--shard", type=_shard, default=(1, 1), metavar="K/N",
+                     help="run only the K-th of N deterministic, balanced parts of the "
+                          "selection (e.g. 2/3); join the parts' JSON reports with "
+                          "`normspec report merge`")
+    run.add_argument("--durations", type=_count, default=0, metavar="N",
+                     help="print the N slowest cases (adapter call time), as pytest does")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.set_defaults(func=_run, prepare=_prepare, on_interrupt=_interrupted_early)
 
@@ -84,6 +90,19 @@ def _positive(text: str) -> float:
         return seconds(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _shard(text: str) -> tuple[int, int]:
+    k, sep, n = text.partition("/")
+    if sep and k.isdigit() and n.isdigit() and 1 <= int(k) <= int(n):
+        return int(k), int(n)
+    raise argparse.ArgumentTypeError(f"got {text!r}, expected K/N with 1 <= K <= N, e.g. 2/3")
+
+
+def _count(text: str) -> int:
+    if text.isdigit():
+        return int(text)
+    raise argparse.ArgumentTypeError(f"got {text!r}, expected a count (0 or more)")
 
 
 def _device(text: str) -> str:
@@ -157,7 +176,7 @@ def _run_guarded(args: argparse.Namespace) -> int:
             exclude_cases=tuple(dict.fromkeys(args.exclude_case or ())),
             checks=tuple(c for c in CHECK_ORDER if c in (args.check or CHECK_ORDER)),
             timeout=args.timeout, startup_timeout=args.startup_timeout, vectors=args.vectors,
-            ledger_dir=args.ledger_dir)
+            ledger_dir=args.ledger_dir, shard=args.shard)
         runner = Runner(config, argv=_command(config, args))
     except usage as exc:
         raise _usage(exc) from None
@@ -180,9 +199,11 @@ def _run_guarded(args: argparse.Namespace) -> int:
     finally:
         written = _write_reports(runner.report, args, err)
         if summary:
-            from .reports import print_summary
+            from .reports import print_durations, print_summary
 
             print_summary(runner.report, out)
+            if args.durations:
+                print_durations(runner.report, out, args.durations)
             aborted = runner.report.meta.get("aborted")
             if aborted and status != EXIT_INTERRUPTED:
                 err.print(f"normspec: {aborted}", markup=False, highlight=False)
@@ -279,6 +300,8 @@ def _command(config: Any, args: argparse.Namespace) -> list[str]:
     for c in config.checks:
         cmd += ["--check", c]
     cmd += ["--timeout", f"{config.timeout:g}"]
+    if config.shard != (1, 1):
+        cmd += ["--shard", f"{config.shard[0]}/{config.shard[1]}"]
     if config.startup_timeout != 300.0:
         cmd += ["--startup-timeout", f"{config.startup_timeout:g}"]
     for flag, value in (("--vectors", args.vectors), ("--ledger-dir", args.ledger_dir),

@@ -58,6 +58,10 @@ class Outcome:
     duration_s: float = 0.0
     declined: str = ""
     """Why the call was not made: the adapter's per-case support answer ruled it out."""
+    compile_s: float | None = None
+    """Seconds of the call spent compiling, when the adapter can tell (``call_timing``)."""
+    run_s: float | None = None
+    """Seconds of the call spent running, when the adapter can tell."""
 
     @property
     def ok(self) -> bool:
@@ -200,6 +204,20 @@ def _invoke(adapter: Any, call: Call, method: str, dtype: str, device: str,
               device=device)
 
 
+def _timing(adapter: Any) -> dict[str, float]:
+    """The adapter's own split of its last call into compile and run seconds, when it offers
+    one (the optional ``call_timing()``); empty otherwise, or when it answers nonsense."""
+    timing = getattr(adapter, "call_timing", None)
+    if timing is None:
+        return {}
+    try:
+        raw = dict(timing())
+        out = {k: float(raw[k]) for k in ("compile_s", "run_s") if raw.get(k) is not None}
+    except Exception:  # timing is diagnostics: a broken answer never fails a check
+        return {}
+    return {k: v for k, v in out.items() if v >= 0 and v == v}
+
+
 def _declined_calls(info: SupportInfo) -> dict[str, str]:
     """The calls a per-case support answer rules out: all of them for an unsupported case,
     else those whose checks are all not implemented (forward serves forward and state)."""
@@ -234,7 +252,7 @@ def _serve(conn: Connection, adapter: Any, device: str) -> None:
             start = time.perf_counter()
             if call.op in declined:
                 # The adapter's per-case answer said it does not run this call: never made.
-                conn.send(("declined", call.op, declined[call.op], 0.0))
+                conn.send(("declined", call.op, declined[call.op], 0.0, {}))
                 continue
             try:
                 raw = _invoke(adapter, call, method, dtype, device, inputs, hyper)
@@ -245,12 +263,13 @@ def _serve(conn: Connection, adapter: Any, device: str) -> None:
                     declined = _declined_calls(value)
             except Exception as exc:
                 reply = ("raised", call.op, _adapter_traceback(exc))
-            reply = (*reply, time.perf_counter() - start)
+            reply = (*reply, time.perf_counter() - start,
+                     _timing(adapter) if call.op != "case_support" else {})
             try:
                 conn.send(reply)
             except Exception as exc:  # e.g. an array subclass that does not pickle
                 conn.send(("raised", call.op, f"result could not be sent back: {exc!r}",
-                           reply[-1]))
+                           reply[-2], {}))
         conn.send(("done",))
 
 
@@ -440,10 +459,11 @@ class Worker:
                 return [*out, Outcome(call.op, duration_s=time.perf_counter() - start, error=(
                     f"timed out: {call.op} did not return within {self.timeout:g} s "
                     f"(the worker was killed and restarted)"))]
-            kind, op, payload, seconds = msg
+            kind, op, payload, seconds, timing = msg
             self._failures.pop(op, None)
             if kind == "ok":
-                out.append(Outcome(op, value=payload, duration_s=seconds))
+                out.append(Outcome(op, value=payload, duration_s=seconds,
+                                   compile_s=timing.get("compile_s"), run_s=timing.get("run_s")))
             elif kind == "declined":
                 out.append(Outcome(op, declined=str(payload)))
             else:

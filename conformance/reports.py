@@ -247,6 +247,35 @@ def summary_table(report: Report) -> Table:
     return table
 
 
+def slowest_cases(report: Report, count: int) -> list[tuple[float, str, str, float | None]]:
+    """The ``count`` cases with the longest adapter time: (seconds, adapter, case id, compile
+    seconds or None). A case's time is the sum of its checks' calls (forward serves state)."""
+    totals: dict[tuple[str, str], list[float | None]] = {}
+    counted: set[tuple[str, str, str]] = set()
+    for r in report.results:
+        key = (r.adapter, f"{r.method}[{r.case}]-{r.dtype}")
+        op = "forward" if r.check == "state" else r.check
+        if (key[0], key[1], op) in counted:
+            continue  # the state check reuses the forward call's time
+        counted.add((key[0], key[1], op))
+        entry = totals.setdefault(key, [0.0, None])
+        entry[0] = (entry[0] or 0.0) + r.duration_s
+        if r.compile_s is not None:
+            entry[1] = (entry[1] or 0.0) + r.compile_s
+    rows = [(float(t or 0.0), a, case, c) for (a, case), (t, c) in totals.items()]
+    return sorted(rows, key=lambda row: -row[0])[:count]
+
+
+def print_durations(report: Report, console: Console, count: int) -> None:
+    """Print the ``count`` slowest cases, as pytest's ``--durations`` does."""
+    rows = slowest_cases(report, count)
+    console.print(f"slowest {len(rows)} cases (adapter call time):", highlight=False)
+    for seconds, adapter, case, compile_s in rows:
+        split = f" (compile {compile_s:.2f}s)" if compile_s is not None else ""
+        console.print(f"{seconds:8.2f}s {adapter} {case}{split}", markup=False,
+                      highlight=False)
+
+
 def print_summary(report: Report, console: Console, max_failures: int = 20) -> None:
     """Print the failing results (first lines and repro commands) and the summary table."""
     bad = [r for r in report.results if r.status in ("fail", "error", "xpass")]
@@ -272,6 +301,7 @@ def print_summary(report: Report, console: Console, max_failures: int = 20) -> N
                   + f" in {float(report.meta.get('wall_time_s', 0.0)):.1f} s")
 
 
-__all__ = ["SCHEMA_NAME", "groups", "junit_tree", "markdown", "print_summary", "report_schema",
+__all__ = ["SCHEMA_NAME", "groups", "junit_tree", "markdown", "print_durations", "print_summary",
+           "report_schema", "slowest_cases",
            "summary_table", "validate_report", "write_atomic", "write_json", "write_junit",
            "write_markdown"]

@@ -87,6 +87,42 @@ class QuantityResult:
                 "max_rel": _finite_or_none(self.max_rel)}
 
 
+def _none_or_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def quantity_from_dict(d: Mapping[str, Any]) -> QuantityResult:
+    """The :class:`QuantityResult` of one JSON quantity object (format 1.0 or 1.1)."""
+    passed = bool(d["passed"])
+    return QuantityResult(
+        name=d["name"], passed=passed, error=_none_or_float(d["error"]),
+        budget=_none_or_float(d["budget"]), headroom=_none_or_float(d["headroom"]),
+        mismatched=int(d["mismatched"]), total=int(d["total"]),
+        max_abs=_none_or_float(d["max_abs"]), max_rel=_none_or_float(d["max_rel"]),
+        tol_class=d.get("tol_class", ""),
+        status=d.get("status", "pass" if passed else "fail"), message=d.get("message", ""),
+        nonfinite_mismatched=int(d.get("nonfinite_mismatched", 0)))
+
+
+def result_from_dict(d: Mapping[str, Any]) -> Result:
+    """The :class:`Result` of one JSON result object (format 1.0 or 1.1)."""
+    return Result(
+        adapter=d["adapter"], device=d["device"], method=d["method"], case=d["case"],
+        dtype=d["dtype"], check=d["check"], status=d["status"], kind=d["kind"],
+        error=_none_or_float(d["error"]), budget=_none_or_float(d["budget"]),
+        headroom=_none_or_float(d["headroom"]), message=d["message"], repro=d["repro"],
+        duration_s=float(d["duration_s"]),
+        quantities=tuple(quantity_from_dict(q) for q in d["quantities"]), ledger=d["ledger"],
+        compile_s=_none_or_float(d.get("compile_s")), run_s=_none_or_float(d.get("run_s")))
+
+
+def adapter_from_dict(d: Mapping[str, Any]) -> AdapterRecord:
+    """The :class:`AdapterRecord` of one JSON adapter object."""
+    return AdapterRecord(name=d["name"], spec=d["spec"], versions=dict(d["versions"]),
+                         devices=tuple(d["devices"]), ledger=d.get("ledger", ""),
+                         load_error=d.get("load_error", ""))
+
+
 def worst_status(statuses: Iterable[QuantityStatus]) -> QuantityStatus:
     """The worst of ``statuses`` in :data:`QUANTITY_ORDER` (``skip`` for none)."""
     return max(statuses, key=QUANTITY_ORDER.index, default="skip")
@@ -113,6 +149,11 @@ class Result:
     quantities: tuple[QuantityResult, ...] = ()
     ledger: str = ""
     """The ledger entry's reason for xfail and xpass results, else empty."""
+    compile_s: float | None = None
+    """Of ``duration_s``, the seconds the adapter spent compiling (first call of a shape),
+    when the adapter can tell; None otherwise."""
+    run_s: float | None = None
+    """Of ``duration_s``, the seconds spent running, when the adapter can tell."""
 
     @property
     def id(self) -> str:
@@ -129,6 +170,8 @@ class Result:
                 "headroom": _finite_or_none(self.headroom), "message": self.message,
                 "repro": self.repro, "ledger": self.ledger,
                 "duration_s": round(self.duration_s, 6),
+                "compile_s": None if self.compile_s is None else round(self.compile_s, 6),
+                "run_s": None if self.run_s is None else round(self.run_s, 6),
                 "quantities": [q.to_dict() for q in self.quantities]}
 
 
@@ -191,6 +234,13 @@ class Report:
             r.status in FAILING for r in self.results) or any(
             a.load_error for a in self.adapters)
 
+    @classmethod
+    def from_dict(cls, document: Mapping[str, Any]) -> Report:
+        """The report a JSON report document describes (validate it first)."""
+        return cls(meta=dict(document["meta"]),
+                   adapters=[adapter_from_dict(a) for a in document["adapters"]],
+                   results=[result_from_dict(r) for r in document["results"]])
+
     def versions_of(self, adapter: str) -> Mapping[str, str]:
         """Framework versions recorded for the adapter named ``adapter``."""
         for a in self.adapters:
@@ -209,4 +259,5 @@ class Report:
 
 __all__ = ["CHECK_ORDER", "FAILING", "QUANTITY_ORDER", "REPORT_FORMAT", "STATUSES",
            "AdapterRecord", "QuantityResult", "QuantityStatus", "Report", "Result", "Status",
-           "counts", "make_id", "worst_headroom", "worst_status"]
+           "adapter_from_dict", "counts", "make_id", "quantity_from_dict", "result_from_dict",
+           "worst_headroom", "worst_status"]

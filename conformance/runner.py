@@ -83,6 +83,8 @@ class RunConfig:
     """Directory holding ``manifest.json``; None means the installed spec/vectors."""
     ledger_dir: Path | None = None
     """Where ``<adapter>.toml`` ledgers are looked up; None means the built-in ledgers."""
+    shard: tuple[int, int] = (1, 1)
+    """``(K, N)``: run only the K-th of N deterministic, balanced parts of the selection."""
 
 
 @dataclass(frozen=True)
@@ -158,7 +160,21 @@ def plan(manifest: Manifest, config: RunConfig) -> list[PlannedCase]:
             f"the selection matches no test (methods {list(methods)}, dtypes "
             f"{list(config.dtypes)}, checks {list(config.checks)}, cases {list(config.cases)}, "
             f"excluded cases {list(config.exclude_cases)})")
-    return planned
+    return shard_of(planned, *config.shard)
+
+
+def shard_of(planned: Sequence[PlannedCase], index: int, count: int) -> list[PlannedCase]:
+    """The ``index``-th (1-based) of ``count`` parts of ``planned``: every ``count``-th case,
+    starting at position ``index - 1`` of the stable plan order.
+
+    The parts are disjoint, cover the plan, and differ by at most one case each; dealing the
+    cases out in turn spreads every method and dtype over all shards, so the expensive ones
+    (a compiling framework) do not all land in one. All checks of a case stay together: they
+    share one round trip to the adapter. ``normspec report merge`` undoes this order.
+    """
+    if not (isinstance(index, int) and isinstance(count, int) and 1 <= index <= count):
+        raise SelectionError(f"shard {index}/{count}: expected K/N with 1 <= K <= N")
+    return list(planned[index - 1::count])
 
 
 def selected(case: str, include: Sequence[str], exclude: Sequence[str]) -> bool:
@@ -412,7 +428,8 @@ class AdapterSession:
         repro = repro_command(self.spec, self.config.device, planned.method, planned.dtype,
                               planned.case, check)
         common: dict[str, Any] = {"kind": kind, "repro": repro,
-                                  "duration_s": outcome.duration_s}
+                                  "duration_s": outcome.duration_s,
+                                  "compile_s": outcome.compile_s, "run_s": outcome.run_s}
         if outcome.declined:
             return self._result(planned, check, status="skip",
                                 message=f"declined by the adapter: {outcome.declined}", **common)
@@ -515,7 +532,7 @@ def run_metadata(config: RunConfig, argv: Sequence[str], vectors: str) -> dict[s
         "hostname": hostname, "started": _now(), "finished": "", "wall_time_s": 0.0,
         "interrupted": False, "argv": list(argv), "device": config.device,
         "timeout_s": config.timeout, "startup_timeout_s": config.startup_timeout,
-        "vectors": vectors,
+        "vectors": vectors, "shard": {"index": config.shard[0], "count": config.shard[1]},
         "selection": {"adapters": list(config.adapters), "methods": list(config.methods),
                       "dtypes": list(config.dtypes), "checks": list(config.checks),
                       "case": config.cases[0] if len(config.cases) == 1 else None,
@@ -533,6 +550,7 @@ class Runner:
         self.compare = compare if compare is not None else default_compare()
         self.plan = plan(self.manifest, config)
         self.report = Report(meta=run_metadata(config, argv, self.manifest.source))
+        self.report.meta["vectors_sha256"] = self.manifest.digest
         self._t0 = time.perf_counter()
 
     def verify_vectors(self) -> None:
@@ -617,7 +635,23 @@ class Runner:
         self.report.meta["wall_time_s"] = round(time.perf_counter() - self._t0, 3)
 
 
-__all__ = ["DEFAULT_STARTUP_TIMEOUT", "DEFAULT_TIMEOUT", "KNOWN_DEVICES", "AdapterSession",
-           "PlannedCase", "RunConfig", "Runner", "SelectionError", "adapter_arguments", "all_ids",
-           "check_of", "checks_of", "default_compare", "plan", "repro_command", "run_metadata",
-           "selected"]
+__all__ = [
+    "DEFAULT_STARTUP_TIMEOUT",
+    "DEFAULT_TIMEOUT",
+    "KNOWN_DEVICES",
+    "AdapterSession",
+    "PlannedCase",
+    "RunConfig",
+    "Runner",
+    "SelectionError",
+    "adapter_arguments",
+    "all_ids",
+    "check_of",
+    "checks_of",
+    "default_compare",
+    "plan",
+    "repro_command",
+    "run_metadata",
+    "selected",
+    "shard_of",
+]

@@ -240,6 +240,8 @@ class Manifest:
     data: Mapping[str, Any]
     root: Traversable
     source: str
+    digest: str = ""
+    """sha256 of the manifest's text: it identifies the vector set (reports record it)."""
     _files: dict[tuple[str, str], Mapping[str, npt.NDArray[Any]]] = field(
         default_factory=dict, repr=False)
 
@@ -363,8 +365,9 @@ def load_manifest(root: Traversable | Path | str | None = None) -> Manifest:
         data = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise VectorFormatError(f"{source}: not valid JSON ({exc})") from None
-    validate(data, source, sha256(raw))
-    return Manifest(data=data, root=base, source=source)
+    digest = sha256(raw)
+    validate(data, source, digest)
+    return Manifest(data=data, root=base, source=source, digest=digest)
 
 
 def iter_cases(method: str, dtype: str, root: Traversable | Path | str | None = None

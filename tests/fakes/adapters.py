@@ -331,3 +331,15 @@ HANGING_FORWARD = HangingForward()
 STRING_DEVICES = StringDevices()
 SUBCLASS_RESULT = SubclassResult()
 MISSING_NAN = MissingNan()
+
+
+class Timed(ReferenceAdapter):
+    """Reports a compile/run split of every call through the optional ``call_timing``."""
+
+    name = "fake_timed"
+
+    def call_timing(self) -> dict[str, float]:
+        return {"compile_s": 0.25, "run_s": 0.5}
+
+
+TIMED = Timed()
