@@ -19,6 +19,7 @@ returned (the runner checks a counter only where an adapter returns one).
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import metadata
@@ -27,8 +28,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..protocol import Array, Support
-from . import _runtime
-from .autodiff import HyperKey, compiled, hyper_key
+from . import _cache, _runtime
+from .autodiff import EXECUTABLES, HyperKey, Job, hyper_key
 from .methods import TRANSLATIONS, Translation
 
 if TYPE_CHECKING:
@@ -60,6 +61,7 @@ def _translation(method: str) -> Translation:
 def _prepare(method: str, inputs: Mapping[str, Array | None], hyper: Mapping[str, Any],
              dtype: str, device: str) -> _Call:
     _runtime.enable_x64()
+    _cache.configure()
     t = _translation(method)
     dt = _runtime.check_dtype(dtype)
     dev = _runtime.jax_device(device)
@@ -98,6 +100,68 @@ def _grads(tree: Mapping[str, jax.Array]) -> dict[str, Array]:
     return {k: _runtime.to_numpy(v) for k, v in tree.items()}
 
 
+_ARGS = {"forward": ("primals", "state"), "vjp": ("primals", "state", "cotangent"),
+         "jvp": ("primals", "state", "tangent"),
+         "second_order": ("primals", "state", "cotangent", "tangent")}
+"""The arguments of each check's jitted function (see :func:`.autodiff.compiled`)."""
+
+
+def _job(call: _Call, check: str, given: Mapping[str, Any]) -> Job:
+    """``check``'s job on ``call``; a cotangent or tangent not ``given`` is zeros of the shape
+    the runner passes (y has x's shape and the dtype under test; a tangent each primal's)."""
+    def arg(name: str) -> Any:
+        if name in given:
+            return given[name]
+        if name == "primals":
+            return call.primals
+        if name == "state":
+            return call.state
+        if name == "cotangent":
+            return _runtime.to_jax("cotangent", np.zeros(call.primals["x"].shape),
+                                   call.np_dtype, call.device)
+        return _tangent(call, {})
+    return Job(check, call.method, call.dtype, call.hyper, tuple(arg(a) for a in _ARGS[check]))
+
+
+_NUMERIC_CONFIG = ("jax_default_matmul_precision", "jax_disable_most_optimizations",
+                   "jax_exec_time_optimization_effort", "jax_optimization_level",
+                   "jax_numpy_dtype_promotion", "jax_enable_x64")
+"""JAX options that change what is computed; reported as they are when the report is made."""
+
+
+def _settings() -> dict[str, str]:
+    """Settings that could change numerics or say how programs were built, for every report.
+
+    Read without applying anything (``versions()`` may come before the first call): the XLA
+    and JAX environment, the JAX options in :data:`_NUMERIC_CONFIG`, and the caches as
+    :func:`._cache.settings` resolves them. Compile options are XLA's defaults: the adapter
+    sets none (an optimization level 0 or ``jax_disable_most_optimizations`` was measured to
+    change results, see tests/tools/jax_bitwise.py).
+    """
+    import jax
+
+    values: Mapping[str, Any] = getattr(jax.config, "values", {})
+    out = {"XLA_FLAGS": os.environ.get("XLA_FLAGS", "(unset)"),
+           "xla.compile_options": "XLA defaults (none set by the adapter)"}
+    for name in sorted(os.environ):
+        if name.startswith("JAX_") and name != "JAX_COMPILATION_CACHE_DIR":
+            out[f"env.{name}"] = os.environ[name]
+    for option in _NUMERIC_CONFIG:
+        if option in values and option != "jax_enable_x64":
+            out[option] = str(values[option])
+    chosen = _cache.settings()
+    if chosen.root is None:
+        out["cache"] = chosen.origin
+    else:
+        out["cache"] = (f"{chosen.root} ({chosen.origin}; switch off with "
+                        f"{_cache.ENV_VAR}=0): JAX persistent compilation cache in "
+                        f"xla/{_cache.host_id()}/, serialized executables in executables/")
+    user_dir = values.get("jax_compilation_cache_dir")
+    if user_dir and (chosen.root is None or not str(user_dir).startswith(str(chosen.root))):
+        out["jax_compilation_cache_dir"] = str(user_dir)
+    return out
+
+
 class JaxAdapter:
     """JAX/Flax under test on ``cpu`` and, where JAX has them, ``gpu`` and ``cuda``.
 
@@ -106,6 +170,18 @@ class JaxAdapter:
     """
 
     name = "jax"
+
+    def __init__(self) -> None:
+        self._asked: dict[str, None] = {}
+        """The checks this adapter was asked for, in order: the runner asks each case for the
+        same ones, so the first call of a case starts compiling the others (see _run)."""
+
+    def _run(self, check: str, call: _Call, **given: Any) -> Any:
+        """Run ``check``'s executable on ``call``; start compiling the case's other checks."""
+        self._asked.setdefault(check)
+        ahead = [_job(call, c, {}) for c in self._asked if c != check]
+        job = _job(call, check, given)
+        return EXECUTABLES.get(job, ahead)(*job.args)
 
     def versions(self) -> dict[str, str]:
         """Versions of jax, jaxlib, flax (and any CUDA plugin) plus the Flax defaults in use."""
@@ -128,6 +204,7 @@ class JaxAdapter:
             out[f"flax.{option}"] = (values.pop() if len(values) == 1 else
                                      ", ".join(f"{k}={v}" for k, v in defaults.items()))
         out["jax_enable_x64"] = "True (set by this adapter on first use)"
+        out.update(_settings())
         return out
 
     def devices(self) -> tuple[str, ...]:
@@ -173,7 +250,7 @@ class JaxAdapter:
                 *, dtype: str, device: str) -> dict[str, Array]:
         """``{"y": ...}`` plus the statistics the translation exposes (see the module docs)."""
         call = _prepare(method, inputs, hyper, dtype, device)
-        y, stats = compiled("forward", method, dtype, call.hyper)(call.primals, call.state)
+        y, stats = self._run("forward", call)
         return {"y": _runtime.to_numpy(y), **_grads(stats)}
 
     def vjp(self, method: str, inputs: Mapping[str, Array | None], hyper: Mapping[str, Any],
@@ -181,15 +258,14 @@ class JaxAdapter:
         """``jax.vjp`` of ``y`` with respect to every present primal."""
         call = _prepare(method, inputs, hyper, dtype, device)
         g = _runtime.to_jax("cotangent", cotangent, call.np_dtype, call.device)
-        return _grads(compiled("vjp", method, dtype, call.hyper)(call.primals, call.state, g))
+        return _grads(self._run("vjp", call, cotangent=g))
 
     def jvp(self, method: str, inputs: Mapping[str, Array | None], hyper: Mapping[str, Any],
             tangent: Mapping[str, Array], *, dtype: str, device: str) -> Array:
         """``jax.jvp`` of ``y``; a primal missing from ``tangent`` gets a zero direction."""
         call = _prepare(method, inputs, hyper, dtype, device)
         t = _tangent(call, tangent)
-        return _runtime.to_numpy(
-            compiled("jvp", method, dtype, call.hyper)(call.primals, call.state, t))
+        return _runtime.to_numpy(self._run("jvp", call, tangent=t))
 
     def second_order(self, method: str, inputs: Mapping[str, Array | None],
                      hyper: Mapping[str, Any], cotangent: Array, tangent: Mapping[str, Array],
@@ -198,8 +274,7 @@ class JaxAdapter:
         call = _prepare(method, inputs, hyper, dtype, device)
         g = _runtime.to_jax("cotangent", cotangent, call.np_dtype, call.device)
         t = _tangent(call, tangent)
-        return _grads(compiled("second_order", method, dtype, call.hyper)(
-            call.primals, call.state, g, t))
+        return _grads(self._run("second_order", call, cotangent=g, tangent=t))
 
 
 def make_adapter() -> JaxAdapter:
