@@ -100,3 +100,33 @@ def test_bad_timeout_is_a_usage_error(pytester: pytest.Pytester, value: str) -> 
     result = pytester.runpytest_subprocess("--normspec-timeout", value)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"*--normspec-timeout: got '{value}'*"])
+
+
+def _outcomes(result: pytest.RunResult) -> dict[str, str]:
+    """Test id -> outcome, from the verbose report lines of a run (xdist or not)."""
+    out = {}
+    for line in result.outlines:
+        for word in ("PASSED", "FAILED", "XFAIL", "SKIPPED", "ERROR"):
+            if f" {word}" in line and "::" in line:
+                node = next(t for t in line.split() if "::" in t).rsplit("::", 1)[-1]
+                # xdist's progress lines close the id with one more bracket than it has
+                if node.count("]") > node.count("["):
+                    node = node[:-1]
+                out[node] = word
+    return out
+
+
+def test_works_under_xdist_with_the_same_ids_and_results(
+        pytester: pytest.Pytester, vectors: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("xdist")
+    # the subprocesses (and xdist's workers) import the fake adapters from tests/
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parent))
+    args = _args(vectors, "fakes.adapters:OFF", "normal-*", "-v")
+    serial = pytester.runpytest_subprocess(*args, "-p", "no:xdist")
+    parallel = pytester.runpytest_subprocess(*args, "-n", "2")
+    assert serial.ret == parallel.ret == pytest.ExitCode.TESTS_FAILED
+    a, b = _outcomes(serial), _outcomes(parallel)
+    assert len(a) >= 8
+    assert a == b
+    assert "FAILED" in a.values()
+    assert "PASSED" in a.values()
