@@ -2,7 +2,8 @@
 
 A draw does not depend on the dtype under test, except for ``tiny`` and ``huge``: they draw one
 unit-scale array and multiply it by a magnitude chosen per dtype (:data:`TINY`, :data:`HUGE`),
-so every dtype gets the same shape of data at the edge of its own range.
+so every dtype gets the same shape of data at the edge of its own range. ``decades`` spans a
+range of magnitudes the catalog chooses, so a case restricts its dtypes to those that hold it.
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ TINY_FLOOR = 0.125
 
 OFFSET_MIN_RATIO = 1e3
 
+DECADES_LIMIT = 300
+"""``decades`` exponents stay within +-this: ``10**U`` and its square's reciprocal stay finite
+in float64, the type every draw is made in."""
+
 _REQUIRED = object()
 PARAMS: Mapping[str, Mapping[str, object]] = {
     "normal": {"loc": 0.0, "scale": 1.0},
@@ -46,6 +51,7 @@ PARAMS: Mapping[str, Mapping[str, object]] = {
     "offset": {"ratio": _REQUIRED},
     "tiny": {},
     "huge": {},
+    "decades": {"low": _REQUIRED, "high": _REQUIRED},
     "constant": {"value": None},
     "nan": {"count": 1},
     "inf": {"count": 1, "sign": 1},
@@ -115,11 +121,14 @@ def _check_ranges(where: str, dist: Dist) -> None:
         "offset": dist.kind == "offset" and not abs(dist.get("ratio")) >= OFFSET_MIN_RATIO,
         "count": dist.kind in NONFINITE_KINDS and not dist.get("count") >= 1,
         "sign": dist.kind == "inf" and dist.get("sign") not in (1, -1),
+        "decades": dist.kind == "decades" and not (
+            -DECADES_LIMIT <= dist.get("low") < dist.get("high") <= DECADES_LIMIT),
     }
     expected = {
         "normal": "scale > 0", "uniform": "high > low",
         "offset": f"|ratio| >= {OFFSET_MIN_RATIO:g} (|mean|/std of the offset distribution)",
         "count": "count >= 1", "sign": "sign 1 or -1",
+        "decades": f"-{DECADES_LIMIT} <= low < high <= {DECADES_LIMIT}",
     }
     for key, bad in problems.items():
         if bad:
@@ -146,7 +155,8 @@ def draw(dist: Dist, rng: np.random.Generator, shape: tuple[int, ...], where: st
     """Draw ``shape`` values of ``dist`` from ``rng`` (float64, before rounding to a dtype).
 
     normal ``loc + scale*z``; uniform on ``[low, high)``; offset ``ratio + z`` (std 1);
-    tiny/huge ``magnitude(dtype) * z`` with ``|z| >= 1/8`` for tiny; constant ``value``
+    tiny/huge ``magnitude(dtype) * z`` with ``|z| >= 1/8`` for tiny; decades ``z * 10**U``
+    with ``U`` uniform on ``[low, high)`` and ``|z| >= 1/8``; constant ``value``
     everywhere (one draw ``z`` when no value is given); nan/inf ``z`` with ``count`` entries
     at distinct drawn positions replaced by NaN or ``sign * inf``. ``z`` is standard normal.
     """
@@ -164,6 +174,14 @@ def draw(dist: Dist, rng: np.random.Generator, shape: tuple[int, ...], where: st
         if k == "tiny":
             z = np.copysign(np.maximum(np.abs(z), TINY_FLOOR), z)
         return Sample(z, 1.0, TINY if k == "tiny" else HUGE)
+    if k == "decades":
+        # |z| is floored as for tiny so the exponent, not z's tail near 0, sets the smallest
+        # magnitude: 10**low / 8 is what a catalog checks against the dtype's smallest normal.
+        z = rng.standard_normal(shape)
+        z = np.copysign(np.maximum(np.abs(z), TINY_FLOOR), z)
+        exponent = rng.uniform(dist.get("low"), dist.get("high"), shape)
+        # the tangent is drawn at the largest decade, the one that dominates the statistics
+        return Sample(z * 10.0**exponent, float(10.0 ** dist.get("high")))
     if k == "constant":
         value = dist.get("value")
         value = float(rng.standard_normal()) if value is None else float(value)
