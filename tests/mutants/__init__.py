@@ -23,6 +23,7 @@ from . import (
     lp_clamp_wrong_side,
     lp_eps_added,
     lrn_alpha_undivided,
+    lrn_sliding_sum,
     lrn_window_onnx,
     nan_on_constant,
     one_pass_variance,
@@ -59,6 +60,8 @@ _MODULES = (
     channels_first_assumed,
     lp_clamp_wrong_side,
     lp_clamp_squared,
+    # mixed scales in one set
+    lrn_sliding_sum,
 )
 
 MUTANTS: dict[str, Adapter] = {module.MUTANT.name: module.MUTANT for module in _MODULES}
@@ -94,6 +97,7 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "mutant-channels-first-assumed": CHANNELS,
     "mutant-lp-norm-clamp-wrong-side": ("lp_norm",),
     "mutant-lp-norm-clamp-squared": ("lp_norm",),
+    "mutant-lrn-sliding-window-sum": ("local_response_norm",),
 }
 """The methods each mutant's bug class lives in: it must be killed in every one of them, and
 the mutation score per method (docs/coverage.md) counts it there."""
