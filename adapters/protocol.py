@@ -31,8 +31,9 @@ Conventions that hold for every call:
   single quantities it cannot return (ONNX's BatchNormalization has no unbiased running
   variance). Both are reported as ``skip`` with the adapter's reason; a method of the protocol
   that is never called may simply raise ``NotImplementedError``.
-* Raise on failure. The runner turns an exception, a wrong shape or dtype, an unexpected NaN, a
-  hang past the per-case timeout or a crashed process into an ``error`` result and goes on.
+* Raise on failure. The runner turns an exception, a wrong type, dtype or shape, a hang past
+  the per-case timeout or a crashed process into an ``error`` result and goes on. A NaN or
+  infinity where the reference has none (or a finite value where it has one) is a ``fail``.
 """
 
 from __future__ import annotations

@@ -250,9 +250,23 @@ def _check_report_paths(args: argparse.Namespace) -> None:
         if not parent.is_dir():
             raise UsageError(f"cannot write the {flag} report to {path}: {parent} is not a "
                              f"directory")
-        if not os.access(parent, os.W_OK | os.X_OK):
+        if not os.access(parent, os.W_OK | os.X_OK) or not _can_create_in(parent):
             raise UsageError(f"cannot write the {flag} report to {path}: {parent} is not "
                              f"writable")
+
+
+def _can_create_in(folder: Path) -> bool:
+    # os.access says yes to root everywhere; creating (and removing) a file is the real test
+    # (a read-only file system, /proc).
+    import tempfile
+
+    try:
+        fd, name = tempfile.mkstemp(dir=folder, prefix=".normspec-probe-")
+    except OSError:
+        return False
+    os.close(fd)
+    os.unlink(name)
+    return True
 
 
 def _existing_parent(path: Path) -> Path:

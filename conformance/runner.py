@@ -1,9 +1,11 @@
 """The conformance runner: golden vectors -> adapter (in a worker) -> tolerance model -> results.
 
 For each adapter x method x dtype x case, one worker round trip makes the calls the selected
-checks need (the forward call serves both ``forward`` and ``state``); each returned quantity is
-validated (type, dtype, shape, unexpected NaN: an ``error``) and compared with the tolerance
-model (``pass`` or ``fail``), then the adapter's ledger is applied (``xfail``, ``xpass``).
+checks need (the forward call serves both ``forward`` and ``state``); each returned quantity gets
+its own verdict: ``error`` when it cannot be compared (type, dtype, shape), else ``pass`` or
+``fail`` from the tolerance model (a NaN/Inf pattern that differs from the reference's, in either
+direction, is a ``fail``). A check's status is the worst of its quantities' verdicts, and then
+the adapter's ledger is applied (``xfail``, ``xpass``).
 
 :class:`AdapterSession` runs one case at a time (the pytest plugin uses it directly);
 :class:`Runner` drives a whole selection and fills a :class:`~.results.Report`. Workers are
@@ -364,8 +366,10 @@ class AdapterSession:
         if refined is not None and isinstance(refined.value, SupportInfo):
             answer = refined.value
             if answer.state != "supported":
+                reason = answer.reason or "no reason given"
                 return {c: self._result(planned, c, status="skip", kind=_kind(answer.kind),
-                                        message=answer.reason or "unsupported case")
+                                        message=f"declined by the adapter for this case: "
+                                                f"{reason}")
                         for c in checks}
             kind = answer.kind
             not_produced.update(answer.not_produced)
@@ -405,7 +409,10 @@ class AdapterSession:
             raw = _value_for(outcome.op, key, outcome.value, tol_class)
             if raw is None:
                 return QuantityResult.not_compared(
-                    q, tol_class, "skip", "not returned by the adapter (an optional statistic)")
+                    q, tol_class, "skip",
+                    "not returned by the adapter (a step counter only some frameworks keep)"
+                    if key == "num_batches_tracked"
+                    else "not returned by the adapter (an optional statistic)")
             expected = case.expected[q]
             got = _as_checked_array(raw, q, expected)
             cmp = self._compare(planned, key, tol_class, got, expected, case, outcome.op)
@@ -467,15 +474,15 @@ def adapter_arguments(inputs: Mapping[str, Any], hyper: Mapping[str, Any]
                       ) -> tuple[dict[str, Any], dict[str, Any]]:
     """What the adapter receives: state, the step counter included, arrives in ``inputs``.
 
-    The reference takes ``num_batches_tracked`` as a keyword and the manifest lists it with the
-    hyperparameters; for an adapter it is state like the running statistics, so it crosses as
-    a 0-d float64 array in ``inputs`` (absent when the case tracks no statistics).
+    The reference takes ``num_batches_tracked`` as a keyword (default 0) and the manifest lists
+    it with the hyperparameters when a case sets it; for an adapter it is state like the running
+    statistics, so it crosses as a 0-d float64 array in ``inputs`` whenever the case tracks
+    running statistics (0 when the case does not set it), and not at all otherwise.
     """
     inputs, hyper = dict(inputs), dict(hyper)
-    if "num_batches_tracked" in hyper:
-        counter = hyper.pop("num_batches_tracked")
-        if inputs.get("running_mean") is not None or inputs.get("running_var") is not None:
-            inputs["num_batches_tracked"] = np.array(float(counter))
+    counter = hyper.pop("num_batches_tracked", None)
+    if inputs.get("running_mean") is not None or inputs.get("running_var") is not None:
+        inputs["num_batches_tracked"] = np.array(float(counter or 0))
     return inputs, hyper
 
 

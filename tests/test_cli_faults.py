@@ -151,3 +151,12 @@ def test_sigterm_in_the_first_second_gives_a_report_and_130(vectors: Path, tmp_p
         doc = json.loads(report.read_text())
         validate_report(doc)
         assert doc["meta"]["interrupted"] is True
+
+
+def test_report_in_a_folder_where_no_file_can_be_created_is_refused(
+        vectors: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # /proc/self accepts no new files, even for root (for whom os.access says yes)
+    if not Path("/proc/self").is_dir():
+        pytest.skip("needs /proc")
+    assert _run(vectors, "--json", "/proc/self/r.json") == 2
+    assert "is not writable" in _one_line(capsys)
