@@ -118,6 +118,18 @@ def test_o4_lrn_nan_poisons_channels_outside_its_window() -> None:
     assert np.all(np.isfinite(_ref(model, X=np.ones((1, 6, 1, 1), np.float32))[0]))
 
 
+def test_o4_lrn_large_square_leaves_a_residue_in_later_windows() -> None:
+    model = _model("LRN", {"X": (F32, [1, 6, 1, 1])}, {"Y": F32}, size=3, alpha=1.0,
+                   beta=0.75, bias=0.01)
+    x = np.array([1000, 0.1, 0.1, 0.1, 0.1, 0.1], np.float32).reshape(1, 6, 1, 1)
+    y = _ort(model, X=x)[0].ravel()
+    # Channels 2-5 never see the 1000 (size 3): spec 1.8803016 (2-4) and 2.1558247 (5).
+    assert not np.any(np.isfinite(y[2:]))
+    sq = np.pad(x.ravel().astype(np.float64) ** 2, 1)
+    spec = x.ravel() * (0.01 + (sq[:-2] + sq[1:-1] + sq[2:]) / 3) ** -0.75
+    assert np.allclose(spec[2:], [1.8803016, 1.8803016, 1.8803016, 2.1558247], rtol=1e-6)
+
+
 # --- O5: even LRN sizes are rejected ----------------------------------------------------------
 
 
