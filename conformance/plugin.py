@@ -32,7 +32,7 @@ def _timeout(text: str) -> float:
     try:
         return seconds(text)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"--normspec-timeout: {exc}") from None
+        raise argparse.ArgumentTypeError(f"expected seconds: {exc}") from None
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -55,6 +55,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="leave out cases whose name matches this glob (repeatable)")
     group.addoption("--normspec-timeout", type=_timeout, default=60.0, metavar="S",
                     help="seconds one adapter call may take (default: 60)")
+    group.addoption("--normspec-startup-timeout", type=_timeout, default=300.0, metavar="S",
+                    help="seconds an adapter may take to load in its worker (default: 300)")
     group.addoption("--normspec-vectors", default=None, metavar="DIR",
                     help="directory with manifest.json (default: the installed vectors)")
     group.addoption("--normspec-ledger-dir", default=None, metavar="DIR",
@@ -123,6 +125,7 @@ def pytest_configure(config: pytest.Config) -> None:
             checks=tuple(c for c in CHECK_ORDER
                          if c in (config.getoption("normspec_check") or CHECK_ORDER)),
             timeout=config.getoption("normspec_timeout"),
+            startup_timeout=config.getoption("normspec_startup_timeout"),
             vectors=config.getoption("normspec_vectors"),
             ledger_dir=Path(ledger_dir) if ledger_dir else None)
         manifest = load_manifest(run_config.vectors)

@@ -95,11 +95,13 @@ def test_unknown_adapter_is_a_usage_error(pytester: pytest.Pytester, vectors: Pa
     result.stderr.fnmatch_lines(["*normspec: unknown adapter 'no_such_adapter'*"])
 
 
+@pytest.mark.parametrize("option", ["--normspec-timeout", "--normspec-startup-timeout"])
 @pytest.mark.parametrize("value", ["inf", "nan", "0", "-1"])
-def test_bad_timeout_is_a_usage_error(pytester: pytest.Pytester, value: str) -> None:
-    result = pytester.runpytest_subprocess("--normspec-timeout", value)
+def test_bad_timeout_is_a_usage_error(pytester: pytest.Pytester, option: str, value: str
+                                      ) -> None:
+    result = pytester.runpytest_subprocess(option, value)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines([f"*--normspec-timeout: got '{value}'*"])
+    result.stderr.fnmatch_lines([f"*{option}*got '{value}'*"])
 
 
 def _outcomes(result: pytest.RunResult) -> dict[str, str]:
