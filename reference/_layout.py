@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from ._checks import FloatArray
 
@@ -100,3 +101,20 @@ class Layout:
         """Sum an input-shaped array down to the parameter shape."""
         others = tuple(i for i in range(len(self.shape)) if i not in self.param_axes)
         return sum_over(a, others)
+
+
+def reduction_sets(layout: Layout) -> npt.NDArray[np.intp]:
+    """Label every element of an input of ``layout.shape`` with its reduction set.
+
+    Elements with the same label share one set of statistics (one row of
+    :meth:`Layout.to_rows`); the label is that row's index. It is read back through
+    :meth:`Layout.from_rows`, the very mapping the methods use, so a picture drawn from it shows
+    what the reference reduces. Nothing numerical depends on it.
+
+    >>> lay = Layout(shape=(2, 3), perm=(1, 0), stat_shape=(3,), n=2, param_axes=(1,))
+    >>> reduction_sets(lay).tolist()          # one set per column: both rows of a column
+    [[0, 1, 2], [0, 1, 2]]
+    """
+    labels = np.repeat(np.arange(layout.rows, dtype=np.float64)[:, None], layout.n, axis=1)
+    out: npt.NDArray[np.intp] = layout.from_rows(labels).astype(np.intp)
+    return out

@@ -75,6 +75,9 @@ STATS = ("mean", "var", "rstd", "running_mean", "running_var", "num_batches_trac
 """Statistics :func:`forward` may return beside ``y``: the batch ``mean``, ``var``, ``rstd``
 (training, shape ``(C,)``) and the updated running state (training with running statistics;
 ``num_batches_tracked`` is a 0-d float64 array)."""
+NCHW_EXAMPLE: dict[str, int] = {"channel_axis": 1}
+"""Hyperparameters of the canonical ``(N, C, H, W)`` example: the docs draw
+``layout((N, C, H, W), **NCHW_EXAMPLE)`` as the figure of the reduced set."""
 RUNNING_VAR_ESTIMATORS = ("biased", "unbiased")
 
 
@@ -200,6 +203,19 @@ def _eval_scale(call: _Call) -> tuple[FloatArray, FloatArray]:
 
 def _w(call: _Call) -> FloatArray | float:
     return 1.0 if call.weight is None else call.norm.layout.param_view(call.weight)
+
+
+def layout(shape: tuple[int, ...], *, channel_axis: int = 1) -> Layout:
+    """The reduction layout of the batch statistics in training (no computation).
+
+    >>> from normspec.reference._layout import reduction_sets
+    >>> reduction_sets(layout((2, 3))).tolist()              # one set per channel
+    [[0, 1, 2], [0, 1, 2]]
+    """
+    call = _setup(np.zeros(shape), None, None, training=True, eps=0.0,
+                  channel_axis=channel_axis, running_mean=None, running_var=None,
+                  num_batches_tracked=0, batch_stat_weight=None, running_var_estimator=None)
+    return call.norm.layout
 
 
 def forward(x: object, weight: object = None, bias: object = None, *, training: bool,

@@ -27,6 +27,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
+import numpy as np
+
 from ._checks import (
     FloatArray,
     as_float64,
@@ -47,6 +49,9 @@ PRIMALS = ("x", "weight", "bias")
 """Differentiable inputs, in call order; ``weight`` and ``bias`` may be None."""
 STATS = ("mean", "var", "rstd")
 """Statistics returned by :func:`forward` beside ``y``, each of shape ``(N, groups)``."""
+NCHW_EXAMPLE: dict[str, int] = {"groups": 3, "channel_axis": 1}
+"""Hyperparameters of the canonical ``(N, C, H, W)`` example: the docs draw
+``layout((N, C, H, W), **NCHW_EXAMPLE)`` as the figure of the reduced set."""
 
 
 def _setup(x: object, weight: object, bias: object, groups: int, channel_axis: int, eps: float
@@ -78,6 +83,16 @@ def _setup(x: object, weight: object, bias: object, groups: int, channel_axis: i
                     n=(channels // g) * math.prod(xa.shape[i] for i in spatial),
                     param_axes=(c,))
     return xa, w, b, AffineNorm(layout=layout, eps=e, center=True)
+
+
+def layout(shape: tuple[int, ...], *, groups: int, channel_axis: int = 1) -> Layout:
+    """The reduction layout :func:`forward` uses for an input of ``shape`` (no computation).
+
+    >>> from normspec.reference._layout import reduction_sets
+    >>> reduction_sets(layout((1, 4), groups=2)).tolist()   # contiguous groups of channels
+    [[0, 0, 1, 1]]
+    """
+    return _setup(np.zeros(shape), None, None, groups, channel_axis, 0.0)[3].layout
 
 
 def forward(x: object, weight: object = None, bias: object = None, *, groups: int,

@@ -27,6 +27,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
+import numpy as np
+
 from ._checks import (
     FloatArray,
     as_float64,
@@ -46,6 +48,9 @@ PRIMALS = ("x", "weight", "bias")
 """Differentiable inputs, in call order; ``weight`` and ``bias`` may be None."""
 STATS = ("mean", "var", "rstd")
 """Statistics returned by :func:`forward` beside ``y``, each of shape ``(N, C)``."""
+NCHW_EXAMPLE: dict[str, int] = {"channel_axis": 1}
+"""Hyperparameters of the canonical ``(N, C, H, W)`` example: the docs draw
+``layout((N, C, H, W), **NCHW_EXAMPLE)`` as the figure of the reduced set."""
 
 
 def _setup(x: object, weight: object, bias: object, channel_axis: int, eps: float
@@ -68,6 +73,15 @@ def _setup(x: object, weight: object, bias: object, channel_axis: int, eps: floa
     layout = Layout(shape=xa.shape, perm=(0, c, *spatial), stat_shape=(xa.shape[0], xa.shape[c]),
                     n=math.prod(xa.shape[i] for i in spatial), param_axes=(c,))
     return xa, w, b, AffineNorm(layout=layout, eps=e, center=True)
+
+
+def layout(shape: tuple[int, ...], *, channel_axis: int = 1) -> Layout:
+    """The reduction layout :func:`forward` uses for an input of ``shape`` (no computation).
+
+    >>> layout((2, 3, 5)).stat_shape, layout((2, 3, 5)).n
+    ((2, 3), 5)
+    """
+    return _setup(np.zeros(shape), None, None, channel_axis, 0.0)[3].layout
 
 
 def forward(x: object, weight: object = None, bias: object = None, *, channel_axis: int = 1,

@@ -21,6 +21,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
+import numpy as np
+
 from ._checks import (
     FloatArray,
     as_float64,
@@ -40,6 +42,9 @@ PRIMALS = ("x", "weight", "bias")
 """Differentiable inputs, in call order; ``weight`` and ``bias`` may be None."""
 STATS = ("mean", "var", "rstd")
 """Statistics returned by :func:`forward` beside ``y``, each of shape ``x.shape[:axis]``."""
+NCHW_EXAMPLE: dict[str, int] = {"axis": 1}
+"""Hyperparameters of the canonical ``(N, C, H, W)`` example: the docs draw
+``layout((N, C, H, W), **NCHW_EXAMPLE)`` as the figure of the reduced set."""
 
 
 def _setup(x: object, weight: object, bias: object, axis: int, eps: float
@@ -57,6 +62,16 @@ def _setup(x: object, weight: object, bias: object, axis: int, eps: float
                     n=math.prod(xa.shape[a:]),
                     param_axes=reduced)
     return xa, w, b, AffineNorm(layout=layout, eps=e, center=True)
+
+
+def layout(shape: tuple[int, ...], *, axis: int) -> Layout:
+    """The reduction layout :func:`forward` uses for an input of ``shape`` (no computation).
+
+    >>> from normspec.reference._layout import reduction_sets
+    >>> reduction_sets(layout((2, 3), axis=-1)).tolist()     # one set per row
+    [[0, 0, 0], [1, 1, 1]]
+    """
+    return _setup(np.zeros(shape), None, None, axis, 0.0)[3].layout
 
 
 def forward(x: object, weight: object = None, bias: object = None, *, axis: int, eps: float

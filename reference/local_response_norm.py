@@ -49,6 +49,10 @@ PRIMALS = ("x",)
 """Differentiable inputs, in call order."""
 STATS = ("scale",)
 """Statistics returned by :func:`forward` beside ``y``: ``scale``, the same shape as ``x``."""
+NCHW_EXAMPLE: dict[str, int] = {"size": 3, "channel_axis": 1}
+"""Hyperparameters of the canonical ``(N, C, H, W)`` example: the docs draw
+``layout((N, C, H, W), **NCHW_EXAMPLE)`` with the
+:func:`window` of one channel."""
 
 
 def _windows(v2: FloatArray, size: int, before: int) -> FloatArray:
@@ -179,6 +183,31 @@ def _rows(x: object, size: object, alpha: object, beta: object, k: object,
     scale, scale_lo = _scale(x2, n, a, kv)
     return _Rows(layout=layout, x=x2, size=n, alpha=a, beta=b, scale=scale, scale_lo=scale_lo,
                  power=np.power(scale, -b))
+
+
+def layout(shape: tuple[int, ...], *, size: int, channel_axis: int = 1) -> Layout:
+    """The layout :func:`forward` uses: one row per channel fiber, windows inside it.
+
+    >>> layout((2, 5, 3), size=3).stat_shape, layout((2, 5, 3), size=3).n
+    ((2, 3), 5)
+    """
+    with np.errstate(all="ignore"):
+        return _rows(np.ones(shape), size, 0.0, 0.0, 1.0, channel_axis).layout
+
+
+def window(channel: int, *, channels: int, size: int) -> tuple[int, ...]:
+    """The channels whose squares enter ``scale[channel]``, read from the windowing code.
+
+    >>> window(0, channels=5, size=3), window(2, channels=5, size=4), window(4, channels=5, size=4)
+    ((0, 1), (0, 1, 2, 3), (2, 3, 4))
+    """
+    c = check_int("channels", channels, minimum=1)
+    n = check_int("size", size, minimum=1)
+    if not 0 <= channel < c:
+        raise ValueError(f"argument 'channel': got {channel}, expected an index in [0, {c - 1}]")
+    ids = np.arange(1.0, c + 1.0)[None, :]              # channel j is marked j + 1, padding 0
+    marks = _windows(ids, n, n // 2)[channel]
+    return tuple(int(m) - 1 for m in marks if m > 0)
 
 
 def forward(x: object, *, size: int, alpha: float, beta: float, k: float,

@@ -46,6 +46,9 @@ PRIMALS = ("x",)
 STATS = ("norm",)
 """Statistics returned by :func:`forward` beside ``y``: the unclamped p-norm, shape ``x.shape``
 without ``axis``."""
+NCHW_EXAMPLE: dict[str, int] = {"axis": 1}
+"""Hyperparameters of the canonical ``(N, C, H, W)`` example: the docs draw
+``layout((N, C, H, W), **NCHW_EXAMPLE)`` as the figure of the reduced set."""
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,16 @@ def _rows(x: object, p: object, axis: object, eps: object) -> _Rows:
     clamped = norm < e_
     y = np.where(clamped[:, None], x2 / e_ if e_ else 0.0, u / s[:, None])
     return _Rows(layout=layout, x=x2, y=y, s=s, e=exp, clamped=clamped, p=pv, eps=e_)
+
+
+def layout(shape: tuple[int, ...], *, axis: int) -> Layout:
+    """The layout :func:`forward` uses: one row per vector along ``axis`` (no computation).
+
+    >>> layout((2, 3, 4), axis=1).stat_shape, layout((2, 3, 4), axis=1).n
+    ((2, 4), 3)
+    """
+    with np.errstate(all="ignore"):
+        return _rows(np.ones(shape), 2.0, axis, 0.0).layout
 
 
 def forward(x: object, *, p: float, axis: int, eps: float) -> dict[str, FloatArray]:

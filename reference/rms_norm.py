@@ -24,6 +24,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
+import numpy as np
+
 from ._checks import (
     FloatArray,
     as_float64,
@@ -43,6 +45,9 @@ PRIMALS = ("x", "weight")
 """Differentiable inputs, in call order; ``weight`` may be None."""
 STATS = ("mean_square", "rrms")
 """Statistics returned by :func:`forward` beside ``y``, each of shape ``x.shape[:axis]``."""
+NCHW_EXAMPLE: dict[str, int] = {"axis": 1}
+"""Hyperparameters of the canonical ``(N, C, H, W)`` example: the docs draw
+``layout((N, C, H, W), **NCHW_EXAMPLE)`` as the figure of the reduced set."""
 
 
 def _setup(x: object, weight: object, axis: int, eps: float
@@ -59,6 +64,15 @@ def _setup(x: object, weight: object, axis: int, eps: float
                     n=math.prod(xa.shape[a:]), param_axes=reduced)
     # Uncentered moments: AffineNorm's "var" is then the mean square and its rstd the rrms.
     return xa, w, AffineNorm(layout=layout, eps=e, center=False)
+
+
+def layout(shape: tuple[int, ...], *, axis: int) -> Layout:
+    """The reduction layout :func:`forward` uses for an input of ``shape`` (no computation).
+
+    >>> layout((2, 3, 4), axis=1).stat_shape, layout((2, 3, 4), axis=1).n
+    ((2,), 12)
+    """
+    return _setup(np.zeros(shape), None, axis, 0.0)[2].layout
 
 
 def forward(x: object, weight: object = None, *, axis: int, eps: float) -> dict[str, FloatArray]:
