@@ -1,4 +1,4 @@
-"""nox sessions: tests, conformance, conformance-<adapter>, vectors, lint, typecheck.
+"""nox sessions: tests, conformance, conformance-<adapter>, vectors, docs, lint, typecheck.
 
 torch is always installed as ``torch==2.13.0`` *before* the project: that release is a CPU build
 available locally, and letting pip resolve the bare ``torch`` extra could pull a multi-GB CUDA
@@ -83,6 +83,24 @@ def vectors(session: nox.Session) -> None:
     if "build" in session.posargs:
         session.run("normspec", "vectors", "build")
     session.run("normspec", "vectors", "check")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the site into docs/_build/html, then check it in headless Chromium.
+
+    The build treats warnings as errors (``-W --keep-going``), resolves every internal reference
+    (``-n``) and runs the doctests of the documented modules; the browser test
+    (tests/test_docs_site.py) then checks math, figures, search and every local link, with
+    screenshots in reports/screenshots/. It needs Debian's chromium and chromium-driver and is
+    never skipped here (NORMSPEC_REQUIRE_BROWSER=1).
+    """
+    _install(session, "docs")
+    html = "docs/_build/html"
+    session.run("python", "-m", "sphinx", "-W", "--keep-going", "-n", "-E", "-b", "html",
+                "-d", "docs/_build/doctrees", "-c", "docs", ".", html)
+    session.run("python", "-m", "pytest", "tests/test_docs_site.py", *session.posargs,
+                env={"NORMSPEC_REQUIRE_BROWSER": "1", "NORMSPEC_DOCS_HTML": html})
 
 
 @nox.session

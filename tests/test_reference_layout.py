@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from normspec.reference import METHODS, get
 from normspec.reference._layout import reduction_sets
 
