@@ -340,6 +340,7 @@ class Worker:
         self._conn: Connection | None = None
         self._log_dir = tempfile.TemporaryDirectory(prefix="normspec-worker-")
         self._crash_log = os.path.join(self._log_dir.name, "faulthandler.log")
+        self._closed = False
         self._failures: dict[str, int] = {}
         self._gave_up_on: dict[str, str] = {}
         self._gave_up = ""
@@ -377,7 +378,11 @@ class Worker:
         return info
 
     def close(self) -> None:
-        """Stop the worker process (politely, then by force) and remove its scratch files."""
+        """Stop the worker process (politely, then by force) and remove its scratch files.
+
+        A closed worker never starts again: a call still in flight on another thread ends in
+        an error outcome instead of a new process."""
+        self._closed = True
         if self._conn is not None and self._proc is not None and self._proc.is_alive():
             with contextlib.suppress(OSError):
                 self._conn.send(None)
@@ -417,6 +422,9 @@ class Worker:
         outcomes: list[Outcome] = []
         pending = list(calls)
         while pending:
+            if self._closed:
+                outcomes += [Outcome(c.op, error="not run: the worker was closed") for c in pending]
+                break
             if self._gave_up:
                 outcomes += [Outcome(c.op, error=self._gave_up) for c in pending]
                 break

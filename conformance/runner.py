@@ -20,9 +20,11 @@ import math
 import platform
 import shlex
 import socket
+import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
@@ -85,6 +87,8 @@ class RunConfig:
     """Directory holding ``manifest.json``; None means the installed spec/vectors."""
     ledger_dir: Path | None = None
     """Where ``<adapter>.toml`` ledgers are looked up; None means the built-in ledgers."""
+    jobs: int = 1
+    """How many adapters run at the same time (each waits on its own worker process)."""
     shard: tuple[int, int] = (1, 1)
     """``(K, N)``: run only the K-th of N deterministic, balanced parts of the selection."""
 
@@ -540,6 +544,7 @@ def run_metadata(config: RunConfig, argv: Sequence[str], vectors: str) -> dict[s
         "interrupted": False, "argv": list(argv), "device": config.device,
         "timeout_s": config.timeout, "startup_timeout_s": config.startup_timeout,
         "vectors": vectors, "shard": {"index": config.shard[0], "count": config.shard[1]},
+        "jobs": config.jobs,
         "selection": {"adapters": list(config.adapters), "methods": list(config.methods),
                       "dtypes": list(config.dtypes), "checks": list(config.checks),
                       "case": config.cases[0] if len(config.cases) == 1 else None,
@@ -592,12 +597,7 @@ class Runner:
                 self.report.adapters.append(session.record())
             self._check_unique_names(sessions)
             self._check_device(sessions)
-            for session in sessions:
-                for planned in self.plan:
-                    for result in session.run_case(planned):
-                        self.report.results.append(result)
-                        if on_result is not None:
-                            on_result(result)
+            self._run_sessions(sessions, on_result)
             if self.report.results and all(r.status == "skip" for r in self.report.results):
                 self.report.meta["aborted"] = (
                     f"no check ran: all {len(self.report.results)} selected checks were "
@@ -615,6 +615,56 @@ class Runner:
                 session.close()
             self.finish()
         return self.report
+
+    def _run_sessions(self, sessions: Sequence[AdapterSession],
+                      on_result: Callable[[Result], None] | None) -> None:
+        """Run the plan on every adapter: one after the other, or ``config.jobs`` adapters at a
+        time, each in a thread that waits on its own worker process. Results land in the report
+        in adapter order either way, so the report does not depend on the timing."""
+        jobs = max(1, min(self.config.jobs, len(sessions)))
+        if jobs == 1:
+            for session in sessions:
+                for planned in self.plan:
+                    for result in session.run_case(planned):
+                        self.report.results.append(result)
+                        if on_result is not None:
+                            on_result(result)
+            return
+        per: list[list[Result]] = [[] for _ in sessions]
+        stop = threading.Event()
+        lock = threading.Lock()
+
+        def work(i: int) -> None:
+            for planned in self.plan:
+                if stop.is_set():
+                    return
+                results = sessions[i].run_case(planned)
+                with lock:
+                    if stop.is_set():  # results of a worker killed by the interrupt: dropped
+                        return
+                    per[i].extend(results)
+                    if on_result is not None:
+                        for result in results:
+                            on_result(result)
+
+        pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="normspec-adapter")
+        futures = [pool.submit(work, i) for i in range(len(sessions))]
+        try:
+            pending = set(futures)
+            while pending:
+                # A timeout keeps the main thread responsive to Ctrl-C and SIGTERM.
+                _, pending = wait(pending, timeout=0.5)
+            for future in futures:
+                future.result()
+        except BaseException:
+            stop.set()
+            for session in sessions:  # unblocks the threads waiting on their workers
+                session.close()
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            with lock:
+                self.report.results.extend(r for results in per for r in results)
 
     def _check_unique_names(self, sessions: Sequence[AdapterSession]) -> None:
         seen: dict[str, str] = {}

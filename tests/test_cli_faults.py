@@ -160,3 +160,29 @@ def test_report_in_a_folder_where_no_file_can_be_created_is_refused(
         pytest.skip("needs /proc")
     assert _run(vectors, "--json", "/proc/self/r.json") == 2
     assert "is not writable" in _one_line(capsys)
+
+
+def test_sigterm_during_a_concurrent_run_keeps_the_finished_results(vectors: Path,
+                                                                    tmp_path: Path) -> None:
+    # Two adapters at once: one hangs, one finishes; the interrupt stops both, and the report
+    # keeps what finished, in adapter order, with no result of a killed worker in it.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get(
+        "PYTHONPATH", "")])}
+    report = tmp_path / "r.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "normspec.conformance.cli", "run", "--adapter",
+         "fakes.adapters:HANGING", "--adapter", "fakes.adapters:REFERENCE", "--jobs", "2",
+         "--method", "layer_norm", "--dtype", "float32", "--vectors", str(vectors),
+         "--no-progress", "--json", str(report)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(6)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    doc = json.loads(report.read_text())
+    validate_report(doc)
+    assert doc["meta"]["interrupted"] is True
+    by_adapter = [r["adapter"] for r in doc["results"]]
+    assert by_adapter == sorted(by_adapter, key=["fake_hanging", "fake_reference"].index)
+    assert "fake_reference" in by_adapter
+    assert not any("worker was closed" in r["message"] for r in doc["results"])

@@ -171,3 +171,18 @@ def test_reports_record_the_adapters_compile_and_run_split(vectors: Path, tmp_pa
                                dtypes=("float32",), vectors=str(vectors)),
                      compare=strict_compare).run()
     assert {(r.compile_s, r.run_s) for r in untimed.results} == {(None, None)}
+
+
+def test_adapters_run_concurrently_give_the_same_report(vectors: Path) -> None:
+    def run(jobs: int) -> list[dict[str, Any]]:
+        config = RunConfig(adapters=(*ADAPTERS, "fakes.adapters:NO_HALF"),
+                           methods=("layer_norm",), dtypes=("float32", "float16"),
+                           vectors=str(vectors), jobs=jobs)
+        report = Runner(config, compare=strict_compare).run()
+        assert report.meta["jobs"] == jobs
+        return [{k: v for k, v in r.to_dict({}).items() if k not in VOLATILE}
+                for r in report.results]
+
+    serial, parallel = run(1), run(3)
+    assert len(serial) > 0
+    assert parallel == serial
