@@ -364,13 +364,13 @@ def gen_runs(app: Sphinx, arg: str) -> str:
         adapter = next(a for a in report["adapters"] if a["name"] == name)
         versions = ", ".join(f"{k} {v}" for k, v in adapter["versions"].items())
         s = report["summary"]
-        rows.append([f"`{name}`", versions, meta["started"][:10],
-                     f"{meta['wall_time_s']:.0f} s", meta.get("device", ""),
-                     f"Python {meta['python']}, {meta.get('machine', '')}",
-                     meta["normspec_version"], f"`{meta.get('vectors_sha256', '')[:12]}`",
+        rows.append([f"`{name}`", versions, meta["started"].replace("+00:00", " UTC"),
+                     f"{meta['wall_time_s']:.0f} s",
+                     f"{meta.get('device', '')}, Python {meta['python']}, "
+                     f"{meta.get('machine', '')}; normspec {meta['normspec_version']}, vectors "
+                     f"`{meta.get('vectors_sha256', '')[:12]}`",
                      "yes" if s["ok"] else "**no**"])
-    return _table(["adapter", "versions", "run on", "wall time", "device", "platform",
-                   "normspec", "vectors (sha256)", "ok"], rows)
+    return _table(["adapter", "versions", "started", "wall time", "where", "ok"], rows)
 
 
 def _counts(results: list[dict[str, Any]]) -> Counter[str]:
@@ -442,19 +442,20 @@ def gen_errata_index(app: Sphinx, arg: str) -> str:
             groups[m.group("code") if m else r["ledger"].split(";")[0][:160]].append(r)
         out.append(f"### `{adapter}`: {len(xfails)} expected failures\n")
         rows = []
+        dtype_order = ("float64", "float32", "float16", "bfloat16")
         for key, rs in sorted(groups.items(), key=lambda kv: _erratum_sort(kv[0])):
             m = ERRATUM.search(rs[0]["ledger"])
             name = f"{{ref}}`{key} <erratum-{key}>`" if m else "–"
             reason = rs[0]["ledger"].split(" (evidence:")[0] if m else key
-            errors = [r["error"] for r in rs]
-            rows.append([name, len(rs),
-                         ", ".join(sorted({f"`{r['method']}`" for r in rs})),
-                         ", ".join(sorted({r["dtype"] for r in rs})),
-                         ", ".join(sorted({r["check"] for r in rs})),
-                         _worst([r["headroom"] for r in rs]), _worst(errors),
-                         reason[:300]])
-        out.append(_table(["erratum", "checks", "methods", "dtypes", "check", "worst headroom",
-                           "worst error (u)", "ledger reason"], rows))
+            dtypes = [d for d in dtype_order if any(r["dtype"] == d for r in rs)]
+            scope = (", ".join(sorted({f"`{r['method']}`" for r in rs})) + " · "
+                     + ", ".join(dtypes) + " · "
+                     + ", ".join(sorted({r["check"] for r in rs})))
+            measured = (f"{_worst([r['headroom'] for r in rs])} / "
+                        f"{_worst([r['error'] for r in rs])}")
+            rows.append([name, len(rs), scope, measured, reason[:300]])
+        out.append(_table(["erratum", "checks", "method · dtypes · checks",
+                           "worst headroom / error", "ledger reason"], rows))
     return "\n".join(out) or "No committed report has an expected failure.\n"
 
 
@@ -633,9 +634,10 @@ def _action_rows(parser: argparse.ArgumentParser) -> list[list[str]]:
                 value += " ..."
         default = action.default
         shown = "" if default in (None, [], argparse.SUPPRESS, False) else f"`{default}`"
-        repeat = " (repeatable)" if isinstance(action, argparse._AppendAction) else ""
-        rows.append([names, value, shown, (action.help or "").replace("%(prog)s", parser.prog)
-                     + repeat])
+        text = (action.help or "").replace("%(prog)s", parser.prog)
+        if isinstance(action, argparse._AppendAction) and "repeatable" not in text:
+            text += " (repeatable)"
+        rows.append([names, value, shown, text])
     return rows
 
 
@@ -677,8 +679,10 @@ def gen_pytest_options(app: Sphinx, arg: str) -> str:
                  else f"`{attrs.get('metavar') or option.dest.upper()}`")
         default = attrs.get("default")
         shown = "" if default in (None, [], False) else f"`{default}`"
-        repeat = " (repeatable)" if attrs.get("action") == "append" else ""
-        rows.append([names, value, shown, (attrs.get("help") or "") + repeat])
+        text = attrs.get("help") or ""
+        if attrs.get("action") == "append" and "repeatable" not in text:
+            text += " (repeatable)"
+        rows.append([names, value, shown, text])
     ini = [[f"`{name}`", help_] for name, (help_, *_rest) in parser._inidict.items()]
     title = getattr(group, "description", "") or getattr(group._arggroup, "title", "")
     out = [f"Option group `{group.name}`: *{title}*.\n",
