@@ -2,27 +2,27 @@
 
 Compiling dominates a JAX run of the vectors: about 2,300 distinct programs (four checks of ~146
 case shapes in four dtypes), ~0.15 s each on a CPU, against well under a millisecond to run one.
-Two on-disk caches, both under one root, make a rerun cheap:
+The adapter keeps each compiled program on disk as a serialized executable
+(:mod:`jax.experimental.serialize_executable`) in ``<root>/executables/<fingerprint>/``, keyed
+*without tracing*: the check, method, dtype, hyperparameters, argument shapes/dtypes/devices
+and JAX's configuration (:func:`context`), under a :func:`fingerprint` of the versions, the
+adapter's own source and the host CPU (XLA:CPU generates code for it; a home directory shared
+between machines must not hand one CPU's code to another).
 
-* ``xla/<host>/``: JAX's own persistent compilation cache. JAX keys an entry by the lowered
-  program, the jaxlib version, the backend platform and its version, ``XLA_FLAGS`` and the
-  compile options (``jax._src.cache_key.get``), so a hit is the executable the same compiler
-  would build. Its key does not name the host CPU, which XLA:CPU compiles for, so the folder
-  does (a home directory shared between machines must not hand one CPU's code to another).
-* ``executables/<fingerprint>/``: the adapter's own store of serialized executables
-  (:mod:`jax.experimental.serialize_executable`), keyed *without tracing*. JAX's cache still
-  traces and lowers every program before it can look it up (~40 ms each, ~100 s per run), so
-  a warm run needs a key that is known before tracing: the check, method, dtype,
-  hyperparameters and argument shapes, under a :func:`fingerprint` of everything else that
-  decides the traced program (versions, the adapter's own source, JAX's configuration, JAX/XLA
-  environment variables, the host CPU).
+Why not JAX's persistent compilation cache: it keys an entry by the lowered program, jaxlib
+version, platform and its version, ``XLA_FLAGS`` and compile options (``jax._src.cache_key``;
+not the host CPU), so it can only be consulted after tracing and lowering, ~40 ms per program,
+~100 s per warm run. And the two do not mix: an executable JAX loaded from its cache and
+serialized again fails to load (XLA:CPU ``NOT_FOUND: Function multiply_reduce_fusion.2 not
+found``), so the store stays off while JAX's cache is on (a user's ``JAX_COMPILATION_CACHE_DIR``
+wins).
 
 Neither changes what is computed: an entry is the executable XLA built with default options,
 stored as bytes and loaded back (tests/tools/jax_bitwise.py compares every vector result, raw
-arrays, with and without the caches).
+arrays, cold and warm against plain ``jax.jit``).
 
-``NORMSPEC_JAX_CACHE`` switches them: unset, empty or ``1`` means the per-user default
-(``$XDG_CACHE_HOME/normspec/jax``, else ``~/.cache/normspec/jax``), ``0`` turns both off, any
+``NORMSPEC_JAX_CACHE`` switches the store: unset, empty or ``1`` means the per-user default
+(``$XDG_CACHE_HOME/normspec/jax``, else ``~/.cache/normspec/jax``), ``0`` turns it off, any
 other value is the root folder to use. Nothing here runs at import time: :func:`configure` is
 called on the adapter's first use, like :func:`._runtime.enable_x64`.
 """
@@ -158,52 +158,42 @@ def fingerprint() -> str:
 
 @dataclass(frozen=True)
 class CacheState:
-    """What :func:`configure` set up: the folders in use, or why there are none."""
+    """What :func:`configure` set up: the store's folder ("" when off) and why it is off."""
 
     settings: CacheSettings
-    xla_dir: str
-    """JAX's persistent compilation cache folder ("" when JAX's cache is off)."""
     executable_dir: str
-    """The adapter's executable store ("" when off)."""
     note: str = ""
-    """Why a cache is off although asked for (e.g. the folder cannot be created)."""
+    """Why the store is off although asked for (JAX's own cache is on, an unwritable folder)."""
 
 
-def _make_dir(path: Path) -> str:
-    path.mkdir(parents=True, exist_ok=True)
-    if not os.access(path, os.W_OK):
-        raise PermissionError(f"{path} is not writable")
-    return str(path)
+def jax_cache_dir() -> str:
+    """JAX's persistent compilation cache folder when it is on (the user's setting), else ""."""
+    import jax
+
+    config: Any = jax.config
+    directory: str | None = config.jax_compilation_cache_dir
+    return directory or "" if config.jax_enable_compilation_cache else ""
 
 
 @functools.cache
 def configure() -> CacheState:
-    """Point JAX's persistent cache at the root and open the executable store, once.
-
-    An explicit ``jax_compilation_cache_dir`` (e.g. from ``JAX_COMPILATION_CACHE_DIR``) is the
-    user's and is left as it is. JAX caches only compilations over 1 s by default, which none
-    of these are, so the threshold goes to 0 while the cache is ours.
-    """
-    import jax
-
-    config: Any = jax.config  # jax.config.update carries no type annotations
+    """Open the executable store once, on the adapter's first use (nothing at import)."""
     chosen = settings()
     if chosen.root is None:
-        return CacheState(chosen, xla_dir=config.jax_compilation_cache_dir or "",
-                          executable_dir="")
+        return CacheState(chosen, executable_dir="")
+    if jax_cache_dir():
+        return CacheState(chosen, executable_dir="", note=(
+            f"store off: JAX's persistent compilation cache is on ({jax_cache_dir()}), and "
+            "executables JAX loads from it cannot be serialized again"))
+    store = chosen.root / "executables" / fingerprint()
     try:
-        store = _make_dir(chosen.root / "executables" / fingerprint())
-        xla_dir = config.jax_compilation_cache_dir or ""
-        if not xla_dir:
-            xla_dir = _make_dir(chosen.root / "xla" / host_id())
-            config.update("jax_compilation_cache_dir", xla_dir)
-            config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-            config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+        store.mkdir(parents=True, exist_ok=True)
+        if not os.access(store, os.W_OK):
+            raise PermissionError(f"{store} is not writable")
     except OSError as exc:
         # A read-only or full home directory costs speed, never the run.
-        return CacheState(chosen, xla_dir=config.jax_compilation_cache_dir or "",
-                          executable_dir="", note=f"cache off: {exc}")
-    return CacheState(chosen, xla_dir=xla_dir, executable_dir=store)
+        return CacheState(chosen, executable_dir="", note=f"store off: {exc}")
+    return CacheState(chosen, executable_dir=str(store))
 
 
 def key_path(store: str, key: object) -> Path:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import metadata
@@ -107,20 +108,9 @@ _ARGS = {"forward": ("primals", "state"), "vjp": ("primals", "state", "cotangent
 
 
 def _job(call: _Call, check: str, given: Mapping[str, Any]) -> Job:
-    """``check``'s job on ``call``; a cotangent or tangent not ``given`` is zeros of the shape
-    the runner passes (y has x's shape and the dtype under test; a tangent each primal's)."""
-    def arg(name: str) -> Any:
-        if name in given:
-            return given[name]
-        if name == "primals":
-            return call.primals
-        if name == "state":
-            return call.state
-        if name == "cotangent":
-            return _runtime.to_jax("cotangent", np.zeros(call.primals["x"].shape),
-                                   call.np_dtype, call.device)
-        return _tangent(call, {})
-    return Job(check, call.method, call.dtype, call.hyper, tuple(arg(a) for a in _ARGS[check]))
+    """``check``'s job on ``call`` with the cotangent/tangent in ``given``."""
+    named = {"primals": call.primals, "state": call.state, **given}
+    return Job(check, call.method, call.dtype, call.hyper, tuple(named[a] for a in _ARGS[check]))
 
 
 _NUMERIC_CONFIG = ("jax_default_matmul_precision", "jax_disable_most_optimizations",
@@ -152,13 +142,12 @@ def _settings() -> dict[str, str]:
     chosen = _cache.settings()
     if chosen.root is None:
         out["cache"] = chosen.origin
+    elif _cache.configure.cache_info().currsize and _cache.configure().note:
+        out["cache"] = f"{chosen.root}: {_cache.configure().note}"
     else:
-        out["cache"] = (f"{chosen.root} ({chosen.origin}; switch off with "
-                        f"{_cache.ENV_VAR}=0): JAX persistent compilation cache in "
-                        f"xla/{_cache.host_id()}/, serialized executables in executables/")
-    user_dir = values.get("jax_compilation_cache_dir")
-    if user_dir and (chosen.root is None or not str(user_dir).startswith(str(chosen.root))):
-        out["jax_compilation_cache_dir"] = str(user_dir)
+        out["cache"] = (f"{chosen.root} ({chosen.origin}; switch off with {_cache.ENV_VAR}=0):"
+                        f" serialized executables in executables/{_cache.fingerprint()}/")
+    out["jax_compilation_cache_dir"] = str(values.get("jax_compilation_cache_dir") or "(unset)")
     return out
 
 
@@ -172,16 +161,35 @@ class JaxAdapter:
     name = "jax"
 
     def __init__(self) -> None:
-        self._asked: dict[str, None] = {}
-        """The checks this adapter was asked for, in order: the runner asks each case for the
-        same ones, so the first call of a case starts compiling the others (see _run)."""
+        self._timing: dict[str, float] = {}
+
+    def call_timing(self) -> dict[str, float]:
+        """The last call's split: ``compile_s`` waiting for its executable (tracing and
+        compiling, or loading it from the cache), ``run_s`` running it to completion."""
+        return dict(self._timing)
 
     def _run(self, check: str, call: _Call, **given: Any) -> Any:
-        """Run ``check``'s executable on ``call``; start compiling the case's other checks."""
-        self._asked.setdefault(check)
-        ahead = [_job(call, c, {}) for c in self._asked if c != check]
+        """Run ``check``'s executable on ``call``, recording the compile/run split."""
+        import jax
+
+        self._timing = {}
+        start = time.perf_counter()
         job = _job(call, check, given)
-        return EXECUTABLES.get(job, ahead)(*job.args)
+        executable, stored = EXECUTABLES.get(job)
+        ready = time.perf_counter()
+        wait: Any = jax.block_until_ready  # untyped in jax
+        try:
+            out = wait(executable(*job.args))
+        except jax.errors.JaxRuntimeError:
+            if not stored:
+                raise
+            # A stored executable the runtime cannot run (see _cache) costs a compile, never
+            # a result: the fresh one is what jax.jit would run.
+            executable = EXECUTABLES.recompile(job)
+            ready = time.perf_counter()
+            out = wait(executable(*job.args))
+        self._timing = {"compile_s": ready - start, "run_s": time.perf_counter() - ready}
+        return out
 
     def versions(self) -> dict[str, str]:
         """Versions of jax, jaxlib, flax (and any CUDA plugin) plus the Flax defaults in use."""

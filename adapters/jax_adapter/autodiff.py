@@ -8,19 +8,16 @@ with the cotangent held fixed, which is the Hessian-vector product of ``sum(cota
 JAX compiles once per (function, shapes, dtypes, device); :func:`compiled` keeps one jitted
 function per (check, method, dtype, hyperparameters). :class:`Executables` turns a jitted function
 and concrete arguments into the executable ``jax.jit`` would run (``lower(...).compile()``, the
-same compiler with the same default options), kept in memory, in the on-disk store of
-:mod:`._cache`, and compiled on worker threads ahead of the call that needs it.
+same compiler with the same default options), kept in memory and in the on-disk store of
+:mod:`._cache`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import os
-import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -127,85 +124,64 @@ def job_key(job: Job) -> tuple[Any, ...]:
             tuple(_leaf_key(x) for x in leaves), _cache.context())
 
 
-def _workers() -> int:
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(4, cores))
-
-
 class Executables:
     """Executables by :func:`job_key`: from memory, from the on-disk store, or compiled.
 
-    XLA compiles with the GIL released, so the checks of a case the caller is expected to ask
-    for next (:meth:`get`'s ``ahead``) compile on worker threads, one per core, while the
-    current one does; on two cores that roughly halves a cold run. A prefetched job that is
-    never asked for only costs its compile time.
+    Compiling runs in the calling thread, one program at a time: compiling the other checks of
+    a case ahead on worker threads was tried and gained nothing measurable on two shared cores.
     """
 
     def __init__(self, keep: int = 256) -> None:
-        self._lock = threading.Lock()
-        self._jobs: OrderedDict[tuple[Any, ...], Future[Any]] = OrderedDict()
+        self._done: OrderedDict[tuple[Any, ...], tuple[Callable[..., Any], bool]] = OrderedDict()
         self._keep = keep
-        self._pool: ThreadPoolExecutor | None = None
 
-    def get(self, job: Job, ahead: Sequence[Job] = ()) -> Callable[..., Any]:
-        """The executable of ``job``; ``ahead`` are started too, but not waited for."""
-        state = _cache.configure()
-        future = self._submit(job, state)
-        for other in ahead:
-            self._submit(other, state)
-        executable: Callable[..., Any] = future.result()
-        return executable
-
-    def _submit(self, job: Job, state: _cache.CacheState) -> Future[Any]:
+    def get(self, job: Job) -> tuple[Callable[..., Any], bool]:
+        """The executable of ``job`` and whether it was loaded from the store."""
         key = job_key(job)
-        with self._lock:
-            found = self._jobs.get(key)
-            if found is not None:
-                self._jobs.move_to_end(key)
-                return found
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(_workers(), thread_name_prefix="normspec-jax")
-            future = self._pool.submit(_build, job, key, state.executable_dir)
-            self._jobs[key] = future
-            while len(self._jobs) > self._keep:
-                self._jobs.popitem(last=False)
-        future.add_done_callback(lambda f: self._forget_failure(key, f))
-        return future
+        found = self._done.get(key)
+        if found is not None:
+            self._done.move_to_end(key)
+            return found
+        entry = _build(job, key, _cache.configure().executable_dir)
+        self._remember(key, entry)
+        return entry
 
-    def _forget_failure(self, key: tuple[Any, ...], future: Future[Any]) -> None:
-        # The caller sees the exception; a later call tries again rather than replaying it.
-        if future.exception() is not None:
-            with self._lock:
-                if self._jobs.get(key) is future:
-                    del self._jobs[key]
+    def recompile(self, job: Job) -> Callable[..., Any]:
+        """Compile ``job`` afresh and replace its stored executable (one that failed to run)."""
+        key = job_key(job)
+        entry = _build(job, key, _cache.configure().executable_dir, load=False)
+        self._remember(key, entry)
+        return entry[0]
+
+    def _remember(self, key: tuple[Any, ...], entry: tuple[Callable[..., Any], bool]) -> None:
+        self._done[key] = entry
+        while len(self._done) > self._keep:
+            self._done.popitem(last=False)
 
 
-def _build(job: Job, key: tuple[Any, ...], store: str) -> Callable[..., Any]:
-    """Load ``job``'s executable from the store, else lower and compile it (and store it)."""
+def _build(job: Job, key: tuple[Any, ...], store: str, *, load: bool = True
+           ) -> tuple[Callable[..., Any], bool]:
+    """``job``'s executable from the store, else lowered and compiled (and stored)."""
     import jax
     from jax.experimental import serialize_executable
 
     path = _cache.key_path(store, (_cache.fingerprint(), key)) if store else None
-    entry = _cache.read(path) if path is not None else None
+    entry = _cache.read(path) if path is not None and load else None
     if entry is not None:
         devices = sorted({d for x in jax.tree.leaves(job.args) for d in x.devices()},
                          key=lambda d: d.id)
         try:
             loaded: Callable[..., Any] = serialize_executable.deserialize_and_load(
                 *entry, backend=devices[0].client, execution_devices=devices)
-            return loaded
+            return loaded, True
         except Exception:  # an entry the runtime rejects is a miss
             pass
     fn: Any = compiled(job.check, job.method, job.dtype, job.hyper)  # a jax.jit wrapper
-    executable: Any = fn.lower(*job.args).compile()
+    executable: Any = fn.lower(*job.args).compile()  # a jax.stages.Compiled
     if path is not None:
         with contextlib.suppress(Exception):  # e.g. a backend that cannot serialize: no store
             _cache.write(path, serialize_executable.serialize(executable))
-    result: Callable[..., Any] = executable
-    return result
+    return executable, False
 
 
 EXECUTABLES = Executables()

@@ -8,7 +8,7 @@ the dtype-under-test values) or the exception raised:
   :func:`normspec.adapters.jax_adapter.autodiff.compiled` on the same prepared arguments.
   Run it with ``NORMSPEC_JAX_CACHE=0`` so no persistent cache can answer for it.
 * ``--path adapter``: the adapter's public methods (ahead-of-time compiled executables,
-  prefetched on threads, from the executable store and JAX's persistent cache when warm).
+  from the executable store and JAX's persistent cache when warm).
 
 ``compare`` then checks that two dumps hold the same keys, the same errors, and arrays that are
 equal byte for byte (NaN payloads and signed zeros included). Typical use::
@@ -77,7 +77,8 @@ def dump(path: str, out: Path, vectors: str | None) -> None:
         import jax
 
         _runtime.enable_x64()
-        jax.config.update("jax_disable_most_optimizations", True)
+        config: Any = jax.config  # untyped in jax
+        config.update("jax_disable_most_optimizations", True)
     manifest = load_manifest(vectors)
     run = _jit_call if path == "jit" else _adapter_call(JaxAdapter())
     arrays: dict[str, np.ndarray] = {}
@@ -97,7 +98,8 @@ def dump(path: str, out: Path, vectors: str | None) -> None:
                         continue
                     for k, v in got.items():
                         arrays[f"{key}/{k}"] = np.asarray(v, dtype=np.float64)
-    np.savez(out, **arrays, __errors__=np.array(json.dumps(errors, sort_keys=True)))
+    payload: dict[str, Any] = {**arrays, "__errors__": np.array(json.dumps(errors, sort_keys=True))}
+    np.savez(out, **payload)
     print(f"{path}: {len(arrays)} arrays, {len(errors)} errors in "
           f"{time.perf_counter() - t0:.1f} s -> {out}")
 
