@@ -131,9 +131,9 @@ class OrtBackend:
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
-        # Declined kernels are reported through exceptions; ORT's own error log would only
-        # repeat them on stderr.
-        options.log_severity_level = 3
+        # Declined kernels are reported through exceptions; ORT's own error log (severity 3)
+        # would only repeat them on stderr, so it logs fatal errors only.
+        options.log_severity_level = 4
         if device != "cpu":
             options.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
         session = ort.InferenceSession(model.SerializeToString(), sess_options=options,
