@@ -130,6 +130,14 @@ def test_reports_are_written_atomically(tmp_path: Path) -> None:
     write_json(Report(meta={"x": 1}), path)
     assert json.loads(path.read_text())["meta"] == {"x": 1}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]
+    # a new report is readable by others as a plain open() would make it, not private
+    fresh = tmp_path / "new.json"
+    mask = os.umask(0o022)
+    try:
+        write_json(Report(meta={}), fresh)
+    finally:
+        os.umask(mask)
+    assert fresh.stat().st_mode & 0o777 == 0o644
 
 
 @pytest.mark.parametrize("delay", [0.3, 0.8, 1.5])
