@@ -25,6 +25,9 @@ Conventions that hold for every call:
   case (``supported=False``: every check of the case is a ``skip`` with the reason, and no other
   call of the case is made), or to declare a quantity it cannot produce for that case. The
   runner calls it once per case, before any other call of the case, when present.
+* Optional: ``call_timing() -> Mapping[str, float]`` gives ``{"compile_s", "run_s"}`` of the
+  call that just returned, for an implementation that can tell compiling from running (a JIT).
+  Reports record the split per check; an adapter without it gets ``null`` there.
 * Partial implementations say what they lack, never by raising: :attr:`Support.not_implemented`
   names the checks an adapter does not implement (an inference runtime implements ``forward``
   and ``state`` only; see :meth:`Support.forward_only`), and :attr:`Support.not_produced` names
