@@ -180,6 +180,7 @@ def test_adapter_satisfies_the_protocol() -> None:
     assert isinstance(ADAPTER, Adapter)
     assert ADAPTER.name == "torch"
     assert ADAPTER.versions()["torch"] == torch.__version__
+    assert ADAPTER.versions()["cpu_threads"] == str(torch.get_num_threads())
     assert ADAPTER.devices()[0] == "cpu"
 
 

@@ -120,13 +120,15 @@ class TorchAdapter:
     name = "torch"
 
     def versions(self) -> dict[str, str]:
-        """torch's version, and the CUDA and cuDNN versions it was built with (or "none")."""
+        """torch's version, the CUDA and cuDNN versions it was built with (or "none"), and the
+        CPU thread count: ATen splits CPU reductions by thread, so the count can change the
+        last bits of a sum and belongs with every result."""
         if not _torch_available():
             return {"torch": "not installed"}
         th = _torch()
         cudnn = th.backends.cudnn.version() if th.backends.cudnn.is_available() else None
         return {"torch": str(th.__version__), "cuda": str(th.version.cuda or "none"),
-                "cudnn": str(cudnn or "none")}
+                "cudnn": str(cudnn or "none"), "cpu_threads": str(th.get_num_threads())}
 
     def devices(self) -> tuple[str, ...]:
         """``("cpu",)``, plus ``"cuda"`` when a CUDA device is usable; empty without torch."""
