@@ -162,3 +162,14 @@ def test_markdown_report_is_complete_with_skip_reasons(vectors: Path) -> None:
         assert r.id in text
     forward_only = markdown(_run(vectors, "fakes.adapters:FORWARD_ONLY"))
     assert "this fake runtime computes no derivatives" in forward_only
+
+
+def test_a_row_whose_only_overrun_is_an_expected_failure_says_so() -> None:
+    from normspec.conformance.reports import headroom_cell
+
+    assert headroom_cell([_result("pass", 0.2), _result("xfail", None)]) == ("inf (xfail)",
+                                                                            "yellow")
+    assert headroom_cell([_result("pass", 0.2), _result("xfail", 40.0)]) == ("40 (xfail)",
+                                                                            "yellow")
+    assert headroom_cell([_result("xfail", None), _result("fail", 3.0)]) == ("inf", "red")
+    assert headroom_cell([_result("pass", 0.2)]) == ("0.2", "")
