@@ -41,7 +41,6 @@ of the spec maps to it exactly.
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +48,10 @@ from typing import Any
 import numpy as np
 from normspec.reference import lp_norm as lp_reference
 
+from .._hyper import axis as _axis
+from .._hyper import integer as _int
+from .._hyper import real as _float
+from .._hyper import required as _required
 from ..protocol import Array
 
 METHODS: tuple[str, ...] = ("batch_norm", "layer_norm", "rms_norm", "instance_norm",
@@ -123,37 +126,6 @@ class Plan:
     node: NodeSpec
     feeds: tuple[Array | None, ...]
     finish: Finish
-
-
-# --- hyperparameter access: each error names the argument, the value and what was expected ---
-
-def _required(hyper: Mapping[str, Any], name: str) -> Any:
-    if name not in hyper:
-        raise ValueError(f"argument 'hyper': got keys {sorted(hyper)}, expected a value for "
-                         f"{name!r}")
-    return hyper[name]
-
-
-def _float(hyper: Mapping[str, Any], name: str) -> float:
-    value = _required(hyper, name)
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"argument 'hyper[{name!r}]': got {value!r}, expected a real number")
-    return float(value)
-
-
-def _int(hyper: Mapping[str, Any], name: str, default: int | None = None) -> int:
-    value = hyper.get(name, default) if default is not None else _required(hyper, name)
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"argument 'hyper[{name!r}]': got {value!r}, expected an integer")
-    return int(value)
-
-
-def _axis(hyper: Mapping[str, Any], name: str, ndim: int, default: int | None = None) -> int:
-    axis = _int(hyper, name, default)
-    if not -ndim <= axis < ndim:
-        raise ValueError(f"argument 'hyper[{name!r}]': got {axis}, expected an axis in "
-                         f"[{-ndim}, {ndim - 1}] for a {ndim}-d input")
-    return axis % ndim
 
 
 def _array(inputs: Mapping[str, Array | None], name: str) -> Array | None:

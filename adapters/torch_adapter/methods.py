@@ -18,7 +18,6 @@ and tested in tests/test_torch_adapter.py.
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +27,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
+
+from .._hyper import axis as _axis
+from .._hyper import integer as _int
+from .._hyper import real as _float
+from .._hyper import required as _required
 
 Tensors = Mapping[str, Tensor | None]
 Result = tuple[Tensor, dict[str, Tensor]]
@@ -47,37 +51,6 @@ class Translation:
     state: tuple[str, ...]
     api: str
     run: Callable[[Tensors, Mapping[str, Any], bool], Result]
-
-
-# --- hyperparameter access: each error names the argument, the value and what was expected ---
-
-def _required(hyper: Mapping[str, Any], name: str) -> Any:
-    if name not in hyper:
-        raise ValueError(f"argument 'hyper': got keys {sorted(hyper)}, expected a value for "
-                         f"{name!r}")
-    return hyper[name]
-
-
-def _float(hyper: Mapping[str, Any], name: str) -> float:
-    value = _required(hyper, name)
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"argument 'hyper[{name!r}]': got {value!r}, expected a real number")
-    return float(value)
-
-
-def _int(hyper: Mapping[str, Any], name: str, default: int | None = None) -> int:
-    value = hyper.get(name, default) if default is not None else _required(hyper, name)
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"argument 'hyper[{name!r}]': got {value!r}, expected an integer")
-    return int(value)
-
-
-def _axis(hyper: Mapping[str, Any], name: str, ndim: int, default: int | None = None) -> int:
-    axis = _int(hyper, name, default)
-    if not -ndim <= axis < ndim:
-        raise ValueError(f"argument 'hyper[{name!r}]': got {axis}, expected an axis in "
-                         f"[{-ndim}, {ndim - 1}] for a {ndim}-d input")
-    return axis % ndim
 
 
 def _x(t: Tensors) -> Tensor:
