@@ -6,13 +6,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
+from fakes.signals import run_then_sigterm
 from fakes.vectors import build_vectors
 from normspec.conformance.cli import main
 from normspec.conformance.reports import validate_report, write_json
@@ -143,17 +140,11 @@ def test_reports_are_written_atomically(tmp_path: Path) -> None:
 @pytest.mark.parametrize("delay", [0.3, 0.8, 1.5])
 def test_sigterm_in_the_first_second_gives_a_report_and_130(vectors: Path, tmp_path: Path,
                                                             delay: float) -> None:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get(
-        "PYTHONPATH", "")])}
     report = tmp_path / "r.json"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "normspec.conformance.cli", "run", "--adapter",
-         "fakes.adapters:REFERENCE", "--vectors", str(vectors), "--no-progress", "--json",
-         str(report)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(delay)  # inside the start-up: imports, manifest, worker spawn
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
+    # the delay lands inside the start-up: imports, manifest, worker spawn
+    status, err = run_then_sigterm(["--adapter", "fakes.adapters:REFERENCE", "--vectors",
+                                    str(vectors), "--no-progress", "--json", str(report)], delay)
+    assert status == 130, err
     assert "Traceback" not in err
     if report.exists():  # a signal before the argument parser ran has no report path yet
         doc = json.loads(report.read_text())
@@ -174,19 +165,12 @@ def test_sigterm_during_a_concurrent_run_keeps_the_finished_results(vectors: Pat
                                                                     tmp_path: Path) -> None:
     # Two adapters at once: one hangs, one finishes; the interrupt stops both, and the report
     # keeps what finished, in adapter order, with no result of a killed worker in it.
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get(
-        "PYTHONPATH", "")])}
     report = tmp_path / "r.json"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "normspec.conformance.cli", "run", "--adapter",
-         "fakes.adapters:HANGING", "--adapter", "fakes.adapters:REFERENCE", "--jobs", "2",
-         "--method", "layer_norm", "--dtype", "float32", "--vectors", str(vectors),
-         "--no-progress", "--json", str(report)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(6)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
+    status, err = run_then_sigterm(
+        ["--adapter", "fakes.adapters:HANGING", "--adapter", "fakes.adapters:REFERENCE",
+         "--jobs", "2", "--method", "layer_norm", "--dtype", "float32", "--vectors",
+         str(vectors), "--no-progress", "--json", str(report)], 6)
+    assert status == 130, err
     doc = json.loads(report.read_text())
     validate_report(doc)
     assert doc["meta"]["interrupted"] is True

@@ -4,12 +4,7 @@ interruption, ``normspec list`` and the adapter-author example."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -18,6 +13,7 @@ import pytest
 from fakes import adapters as fake_adapters
 from fakes.adapters import ReferenceAdapter
 from fakes.compare import strict_compare
+from fakes.signals import run_then_sigterm
 from fakes.vectors import build_vectors, case_names
 from normspec.adapters import Support, registry
 from normspec.conformance import runner
@@ -158,19 +154,11 @@ def test_interrupt_writes_the_reports_so_far(vectors: Path, tmp_path: Path,
 
 def test_sigterm_writes_the_reports_so_far(vectors: Path, tmp_path: Path) -> None:
     # A CI job's timeout sends SIGTERM: the run stops like Ctrl-C and still writes its report.
-    tests = Path(__file__).resolve().parent
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tests), os.environ.get(
-        "PYTHONPATH", "")])}
     report = tmp_path / "r.json"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "normspec.conformance.cli", "run", "--adapter",
-         "fakes.adapters:HANGING", "--method", "layer_norm", "--dtype", "float32",
-         "--vectors", str(vectors), "--no-progress", "--json", str(report)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(3)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
+    status, err = run_then_sigterm(
+        ["--adapter", "fakes.adapters:HANGING", "--method", "layer_norm", "--dtype", "float32",
+         "--vectors", str(vectors), "--no-progress", "--json", str(report)], 3)
+    assert status == 130, err
     doc = json.loads(report.read_text())
     validate_report(doc)
     assert doc["meta"]["interrupted"] is True
