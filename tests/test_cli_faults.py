@@ -15,8 +15,6 @@ from normspec.conformance.cli import main
 from normspec.conformance.reports import validate_report, write_json
 from normspec.conformance.results import Report
 
-TESTS = Path(__file__).resolve().parent
-
 
 @pytest.fixture(scope="module")
 def vectors(tmp_path_factory: pytest.TempPathFactory) -> Path:
