@@ -453,7 +453,7 @@ class AdapterSession:
         compared = [r for r in quantities if r.status in ("pass", "fail")]
         worst = max(compared, key=lambda r: _sort_key(r.headroom), default=None)
         status = worst_status(r.status for r in quantities)
-        if status == "skip" and not any(r.message.startswith("not produced") for r in quantities):
+        if status == "skip" and not any(r.name in not_produced for r in quantities):
             # Nothing compared although the adapter ran: every quantity was optional and absent.
             status = "error"
             messages = [f"{check}: nothing to compare (every quantity absent)"]
