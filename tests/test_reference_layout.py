@@ -12,7 +12,8 @@ import pytest
 from normspec.reference import METHODS, get
 from normspec.reference._layout import reduction_sets
 
-SHAPE = (3, 6, 2, 3)
+# N = 4: ghost_batch_norm's example splits the batch into ghost batches of 2
+SHAPE = (4, 6, 2, 3)
 
 
 def _hyper(method: str) -> dict[str, object]:
@@ -24,6 +25,7 @@ def _hyper(method: str) -> dict[str, object]:
         "group_norm": {"eps": 1e-5},
         "lp_norm": {"p": 2.0, "eps": 1e-12},
         "local_response_norm": {"alpha": 1e-2, "beta": 0.75, "k": 1.0},
+        "ghost_batch_norm": {"training": True, "eps": 1e-5},
     }
     return {**full[method], **get(method).NCHW_EXAMPLE}
 
