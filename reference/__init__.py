@@ -31,6 +31,7 @@ METHODS: tuple[str, ...] = (
     "lp_norm",
     "local_response_norm",
     "ghost_batch_norm",
+    "batch_renorm",
     "sequence_batch_norm",
 )
 

@@ -23,6 +23,9 @@ CALLS: dict[str, tuple[tuple[int, ...], dict[str, Any]]] = {
     "lp_norm": ((2, 3), {"p": 2, "axis": -1, "eps": 1e-12}),
     "local_response_norm": ((2, 3, 4), {"size": 3, "alpha": 1e-4, "beta": 0.75, "k": 1.0}),
     "ghost_batch_norm": ((4, 3), {"training": True, "eps": 1e-5, "ghost_batch_size": 2}),
+    "batch_renorm": ((4, 3), {"training": True, "eps": 1e-5, "running_mean": np.zeros(3),
+                              "running_var": np.ones(3), "batch_stat_weight": 0.1,
+                              "running_var_estimator": "biased", "rmax": 2.0, "dmax": 1.0}),
     "sequence_batch_norm": ((2, 3, 4), {"mask": np.ones((2, 3), dtype=bool),
                                         "statistics": "sequence", "training": True, "eps": 1e-5}),
 }

@@ -26,6 +26,9 @@ def _hyper(method: str) -> dict[str, object]:
         "lp_norm": {"p": 2.0, "eps": 1e-12},
         "local_response_norm": {"alpha": 1e-2, "beta": 0.75, "k": 1.0},
         "ghost_batch_norm": {"training": True, "eps": 1e-5},
+        "batch_renorm": {"training": True, "eps": 1e-5, "running_mean": np.zeros(6),
+                         "running_var": np.ones(6), "batch_stat_weight": 0.1,
+                         "running_var_estimator": "biased", "rmax": 3.0, "dmax": 5.0},
     }
     return {**full[method], **get(method).NCHW_EXAMPLE}
 
