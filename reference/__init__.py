@@ -33,6 +33,7 @@ METHODS: tuple[str, ...] = (
     "ghost_batch_norm",
     "batch_renorm",
     "sequence_batch_norm",
+    "sync_batch_norm",
 )
 
 

@@ -28,6 +28,7 @@ CALLS: dict[str, tuple[tuple[int, ...], dict[str, Any]]] = {
                               "running_var_estimator": "biased", "rmax": 2.0, "dmax": 1.0}),
     "sequence_batch_norm": ((2, 3, 4), {"mask": np.ones((2, 3), dtype=bool),
                                         "statistics": "sequence", "training": True, "eps": 1e-5}),
+    "sync_batch_norm": ((4, 3), {"training": True, "eps": 1e-5, "shard_sizes": [1, 3]}),
 }
 
 

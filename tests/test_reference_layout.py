@@ -29,6 +29,7 @@ def _hyper(method: str) -> dict[str, object]:
         "batch_renorm": {"training": True, "eps": 1e-5, "running_mean": np.zeros(6),
                          "running_var": np.ones(6), "batch_stat_weight": 0.1,
                          "running_var_estimator": "biased", "rmax": 3.0, "dmax": 5.0},
+        "sync_batch_norm": {"training": True, "eps": 1e-5, "shard_sizes": [1, 0, SHAPE[0] - 1]},
     }
     return {**full[method], **get(method).NCHW_EXAMPLE}
 
