@@ -34,6 +34,8 @@ METHODS: tuple[str, ...] = (
     "batch_renorm",
     "sequence_batch_norm",
     "sync_batch_norm",
+    "mixed_eval_batch_norm",
+    "batch_instance_norm",
 )
 
 

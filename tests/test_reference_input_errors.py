@@ -29,6 +29,9 @@ CALLS: dict[str, tuple[tuple[int, ...], dict[str, Any]]] = {
     "sequence_batch_norm": ((2, 3, 4), {"mask": np.ones((2, 3), dtype=bool),
                                         "statistics": "sequence", "training": True, "eps": 1e-5}),
     "sync_batch_norm": ((4, 3), {"training": True, "eps": 1e-5, "shard_sizes": [1, 3]}),
+    "mixed_eval_batch_norm": ((4, 3), {"running_mean": np.zeros(3), "running_var": np.ones(3),
+                                      "alpha": 0.5, "eps": 1e-5}),
+    "batch_instance_norm": ((2, 3, 4), {"rho": np.full(3, 0.5), "training": True, "eps": 1e-5}),
 }
 
 

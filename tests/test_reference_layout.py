@@ -30,6 +30,9 @@ def _hyper(method: str) -> dict[str, object]:
                          "running_var": np.ones(6), "batch_stat_weight": 0.1,
                          "running_var_estimator": "biased", "rmax": 3.0, "dmax": 5.0},
         "sync_batch_norm": {"training": True, "eps": 1e-5, "shard_sizes": [1, 0, SHAPE[0] - 1]},
+        "mixed_eval_batch_norm": {"running_mean": np.zeros(6), "running_var": np.ones(6),
+                                  "alpha": 0.5, "eps": 1e-5},
+        "batch_instance_norm": {"rho": np.full(6, 0.5), "training": True, "eps": 1e-5},
     }
     return {**full[method], **get(method).NCHW_EXAMPLE}
 
