@@ -43,6 +43,7 @@ import numpy as np
 
 from ..protocol import DTYPES, Array, Support
 from ._batch_norm import BATCH_NORM
+from ._batch_renorm import BATCH_RENORM
 from ._geometry import Geometry
 from ._lp_norm import LP_NORM
 from ._lrn import LOCAL_RESPONSE_NORM
@@ -58,6 +59,7 @@ METHODS: dict[str, MethodImpl] = {
     "group_norm": GROUP_NORM,
     "lp_norm": LP_NORM,
     "local_response_norm": LOCAL_RESPONSE_NORM,
+    "batch_renorm": BATCH_RENORM,
 }
 """The methods this adapter implements."""
 

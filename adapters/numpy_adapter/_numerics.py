@@ -125,6 +125,22 @@ class Numerics:
         """``max(norm, eps)`` and where the clamp is active (the norm's gradient is cut there)."""
         return np.maximum(norm, eps), norm < eps
 
+    def renorm_running_statistics(self, before: tuple[Num, Num], after: tuple[Num, Num]
+                                  ) -> tuple[Num, Num]:
+        """The running (mean, var) batch renorm's r and d come from: those passed in, from
+        before this step's update."""
+        return before
+
+    def renorm_jacobian(self, nrm: Normalized, v: Num, axes: tuple[int, ...], r: Num,
+                        inv_sigma_running: Num, r_free: Num, d_free: Num) -> Num:
+        """``r J v``: batch renorm's derivative of ``z r + d``, r and d held constant.
+
+        The last three arguments (``1/sigma_running`` and where r and d are not clipped)
+        are what a derivative *through* r and d would need; the spec's derivative ignores them.
+        """
+        out: Num = r * jacobian(nrm, v, axes, True)
+        return out
+
 
 class MethodImpl(Protocol):
     """One method, computed in ``prec.compute`` on arrays already loaded in that dtype."""
