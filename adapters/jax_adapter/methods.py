@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..protocol import Kind
+from . import ghost_batch_norm as _ghost
 
 if TYPE_CHECKING:
     import jax
@@ -338,5 +339,7 @@ TRANSLATIONS: Mapping[str, Translation] = {
     "local_response_norm": Translation(
         "composed", "jax.numpy composition: lax.reduce_window sum of squares", ("x",),
         local_response_norm),
+    "ghost_batch_norm": Translation("composed", _ghost.API, ("x", "weight", "bias"),
+                                    _ghost.ghost_batch_norm, state=("running_mean", "running_var")),
 }
 """Every method the adapter runs, keyed by the reference's method name."""

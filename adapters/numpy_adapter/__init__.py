@@ -50,6 +50,7 @@ from ._lrn import LOCAL_RESPONSE_NORM
 from ._moments import GROUP_NORM, INSTANCE_NORM, LAYER_NORM, RMS_NORM
 from ._numerics import MethodImpl, Normalized, Numerics
 from ._precision import Num, Precision, precision
+from ._sync_batch_norm import SYNC_BATCH_NORM
 
 METHODS: dict[str, MethodImpl] = {
     "batch_norm": BATCH_NORM,
@@ -60,6 +61,7 @@ METHODS: dict[str, MethodImpl] = {
     "lp_norm": LP_NORM,
     "local_response_norm": LOCAL_RESPONSE_NORM,
     "batch_renorm": BATCH_RENORM,
+    "sync_batch_norm": SYNC_BATCH_NORM,
 }
 """The methods this adapter implements."""
 
@@ -152,7 +154,8 @@ class NumpyAdapter:
             inputs = dict(inputs)
             count = inputs.pop("num_batches_tracked")
             hyper = {**hyper, "num_batches_tracked": int(np.asarray(count).item())}
-        known = set(impl.primals) | set(impl.state)
+        constants = tuple(getattr(impl, "constants", ()))
+        known = set(impl.primals) | set(impl.state) | set(constants)
         unknown = sorted(set(inputs) - known)
         if unknown:
             raise ValueError(
@@ -166,6 +169,11 @@ class NumpyAdapter:
             # state may also arrive as a keyword, the way the reference takes it
             value = inputs.get(key, hyper.get(key) if key in impl.state else None)
             loaded[key] = None if value is None else prec.load(f"inputs[{key!r}]", value)
+        for key in constants:
+            # integer and boolean inputs (shard sizes, masks) are read as they are, never
+            # converted to the dtype under test; the reference takes them by keyword too
+            value = inputs.get(key, hyper.get(key))
+            loaded[key] = None if value is None else np.asarray(value)
         return impl, prec, loaded, hyper
 
 

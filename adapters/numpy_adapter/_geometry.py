@@ -125,6 +125,29 @@ def check_groups(groups: object, channels: int) -> int:
     return int(groups)
 
 
+def check_ghost_batch_size(size: object, batch: int) -> int:
+    """``ghost_batch_size`` as an int >= 1 that divides the batch size ``batch``."""
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+        raise ValueError(f"argument 'ghost_batch_size': got {size!r}, expected an integer >= 1")
+    if batch % int(size):
+        raise ValueError(f"argument 'ghost_batch_size': got {size}, expected a divisor of the "
+                         f"batch size {batch}")
+    return int(size)
+
+
+def ghost_batches(shape: tuple[int, ...], ghost_batch_size: object, channel_axis: object
+                  ) -> Geometry:
+    """Ghost batch norm: view ``(G, B, C, *S)``, ghost index outer (contiguous ghost batches);
+    reduce the within-ghost samples and the spatial axes per (ghost, channel)."""
+    c, spatial = split_channels(shape, channel_axis, 2)
+    b = check_ghost_batch_size(ghost_batch_size, shape[0])
+    sizes = tuple(shape[i] for i in spatial)
+    g, ch, k = shape[0] // b, shape[c], len(sizes)
+    return Geometry(shape=shape, perm=(0, c, *spatial), view=(g, b, ch, *sizes),
+                    axes=(1, *range(3, 3 + k)), param_view=(1, 1, ch) + (1,) * k,
+                    param_shape=(ch,), stat_view=(g, 1, ch) + (1,) * k, stat_shape=(g, ch))
+
+
 def per_channel(shape: tuple[int, ...], channel_axis: object) -> Geometry:
     """Batch normalization: view ``(C, *others)``, reduce every axis but the channel axis."""
     nd = len(shape)

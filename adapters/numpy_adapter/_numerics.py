@@ -8,7 +8,7 @@ mutation test (tests/mutants/) can replace exactly one of them and nothing more.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -112,6 +112,30 @@ class Numerics:
             unbiased: Num = var * (var.dtype.type(n) / var.dtype.type(n - 1))
             return unbiased
         return var
+
+    def merge_moments(self, counts: Sequence[int], means: Sequence[Num], m2s: Sequence[Num]
+                      ) -> tuple[Num, Num]:
+        """sync_batch_norm: the workers' ``(n_i, mean_i, M2_i)`` merged into the global
+        ``(mean, M2)``: the pairwise update folded over the workers in order, weighted by
+        count, empty workers skipped (their mean is never read)."""
+        mean, m2, n = np.zeros_like(means[0]), np.zeros_like(m2s[0]), 0
+        for nb, mb, m2b in zip(counts, means, m2s, strict=True):
+            if nb == 0:
+                continue
+            total = n + nb
+            delta = mb - mean
+            mean = mean + delta * mean.dtype.type(nb / total)
+            m2 = m2 + m2b + delta * delta * mean.dtype.type(n * nb / total)
+            n = total
+        return mean, m2
+
+    def worker_mean(self, global_mean: Num, local_mean: Num) -> Num:
+        """sync_batch_norm: the mean a worker centers its shard with, the merged one."""
+        return global_mean
+
+    def sync_count(self, counts: Sequence[int], worker: int) -> int:
+        """sync_batch_norm: ``n`` in worker ``worker``'s unbiased correction, the global count."""
+        return sum(counts)
 
     def lrn_coefficient(self, alpha: float, size: int) -> float:
         """The factor of the window's sum of squares: ``alpha / size``."""

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from .methods import Translation
 
 METHODS: tuple[str, ...] = ("batch_norm", "layer_norm", "rms_norm", "instance_norm",
-                            "group_norm", "lp_norm", "local_response_norm")
+                            "group_norm", "lp_norm", "local_response_norm", "ghost_batch_norm")
 """Methods this adapter translates (all of :data:`normspec.reference.METHODS`)."""
 
 _API: dict[str, str] = {
@@ -34,7 +34,11 @@ _API: dict[str, str] = {
     "group_norm": "torch.nn.functional.group_norm; mean and rstd from torch.native_group_norm",
     "lp_norm": "torch.nn.functional.normalize",
     "local_response_norm": "torch.nn.functional.local_response_norm",
+    "ghost_batch_norm": "composed from torch.nn.functional.batch_norm (no ghost batch norm "
+                        "operator): see adapters/torch_adapter/ghost_batch_norm.py",
 }
+_COMPOSED = frozenset({"ghost_batch_norm"})
+"""Methods PyTorch has no operator for: the result is composed from its primitives."""
 _LRN_HALF_CPU = (
     "; >= 4-d input runs through F.local_response_norm's 3-d path on the (N, C, spatial) view, "
     "because torch's CPU avg_pool3d has no float16/bfloat16 kernel")
@@ -159,7 +163,7 @@ class TorchAdapter:
         if method == "local_response_norm" and device == "cpu" and dtype in ("float16",
                                                                               "bfloat16"):
             reason += _LRN_HALF_CPU
-        return Support(True, "native", reason)
+        return Support(True, "composed" if method in _COMPOSED else "native", reason)
 
     def case_support(self, method: str, inputs: Mapping[str, Array | None],
                      hyper: Mapping[str, Any], *, dtype: str, device: str) -> Support:

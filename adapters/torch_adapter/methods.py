@@ -32,6 +32,7 @@ from .._hyper import axis as _axis
 from .._hyper import integer as _int
 from .._hyper import real as _float
 from .._hyper import required as _required
+from . import ghost_batch_norm as _ghost
 
 Tensors = Mapping[str, Tensor | None]
 Result = tuple[Tensor, dict[str, Tensor]]
@@ -295,5 +296,7 @@ TRANSLATIONS: dict[str, Translation] = {
     "lp_norm": Translation(("x",), (), "torch.nn.functional.normalize", lp_norm),
     "local_response_norm": Translation(("x",), (), "torch.nn.functional.local_response_norm",
                                        local_response_norm),
+    "ghost_batch_norm": Translation(("x", "weight", "bias"), ("running_mean", "running_var"),
+                                    _ghost.API, _ghost.ghost_batch_norm),
 }
 """Every method of :data:`normspec.reference.METHODS`, keyed by name."""
