@@ -45,6 +45,7 @@ from ..protocol import DTYPES, Array, Support
 from ._batch_norm import BATCH_NORM
 from ._batch_renorm import BATCH_RENORM
 from ._geometry import Geometry
+from ._ghost_batch_norm import GHOST_BATCH_NORM
 from ._lp_norm import LP_NORM
 from ._lrn import LOCAL_RESPONSE_NORM
 from ._moments import GROUP_NORM, INSTANCE_NORM, LAYER_NORM, RMS_NORM
@@ -60,6 +61,7 @@ METHODS: dict[str, MethodImpl] = {
     "group_norm": GROUP_NORM,
     "lp_norm": LP_NORM,
     "local_response_norm": LOCAL_RESPONSE_NORM,
+    "ghost_batch_norm": GHOST_BATCH_NORM,
     "batch_renorm": BATCH_RENORM,
     "sync_batch_norm": SYNC_BATCH_NORM,
 }

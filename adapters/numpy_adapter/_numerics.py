@@ -96,6 +96,18 @@ class Numerics:
     def batch_geometry(self, shape: tuple[int, ...], channel_axis: object) -> Geometry:
         return _geometry.per_channel(shape, channel_axis)
 
+    def ghost_geometry(self, shape: tuple[int, ...], ghost_batch_size: object,
+                       channel_axis: object) -> Geometry:
+        return _geometry.ghost_batches(shape, ghost_batch_size, channel_axis)
+
+    def ghost_running_update(self, running_mean: Num, running_var: Num, mean: Num, var: Num,
+                             f: Any, prec: Precision) -> tuple[Num, Num]:
+        """One update per step from the ghost batches' ``(G, C)`` means and (estimator-
+        corrected) variances: ``(1-f) running + f * average over the ghost batches``."""
+        keep = prec.scalar(1.0) - f
+        return (keep * running_mean + f * reduce_mean(mean, (0,)).reshape(running_mean.shape),
+                keep * running_var + f * reduce_mean(var, (0,)).reshape(running_var.shape))
+
     def batch_stat_factor(self, batch_stat_weight: float | str, num_batches_tracked: int
                           ) -> float:
         """The weight ``f`` of the *new* batch statistic: ``running' = (1-f) running + f stat``.
