@@ -42,12 +42,14 @@ import ml_dtypes
 import numpy as np
 
 from ..protocol import DTYPES, Array, Support
+from ._batch_instance_norm import BATCH_INSTANCE_NORM
 from ._batch_norm import BATCH_NORM
 from ._batch_renorm import BATCH_RENORM
 from ._geometry import Geometry
 from ._ghost_batch_norm import GHOST_BATCH_NORM
 from ._lp_norm import LP_NORM
 from ._lrn import LOCAL_RESPONSE_NORM
+from ._mixed_eval import MIXED_EVAL_BATCH_NORM
 from ._moments import GROUP_NORM, INSTANCE_NORM, LAYER_NORM, RMS_NORM
 from ._numerics import MethodImpl, Normalized, Numerics
 from ._precision import Num, Precision, precision
@@ -64,6 +66,8 @@ METHODS: dict[str, MethodImpl] = {
     "ghost_batch_norm": GHOST_BATCH_NORM,
     "batch_renorm": BATCH_RENORM,
     "sync_batch_norm": SYNC_BATCH_NORM,
+    "mixed_eval_batch_norm": MIXED_EVAL_BATCH_NORM,
+    "batch_instance_norm": BATCH_INSTANCE_NORM,
 }
 """The methods this adapter implements."""
 

@@ -177,6 +177,23 @@ class Numerics:
         out: Num = r * jacobian(nrm, v, axes, True)
         return out
 
+    def mixed_statistics(self, batch_mean: Num, batch_var: Num, running_mean: Num,
+                         running_var: Num, alpha: Any) -> tuple[Num, Num]:
+        """mixed_eval_batch_norm: ``alpha`` weights the batch. The mean of the mixture, and its
+        variance (not the mixture of the variances): ``alpha vb + (1 - alpha) rv
+        + alpha (1 - alpha) (mb - rm)^2``, three terms >= 0."""
+        keep = alpha.dtype.type(1) - alpha
+        gap = batch_mean - running_mean
+        mean: Num = alpha * batch_mean + keep * running_mean
+        var: Num = alpha * batch_var + keep * running_var + (alpha * keep) * (gap * gap)
+        return mean, var
+
+    def gate_clip(self, rho: Num) -> tuple[Num, Num]:
+        """batch_instance_norm: ``clip(rho, 0, 1)`` and its slope, 1 on the closed interval
+        ``[0, 1]`` (PyTorch's clamp) and 0 outside."""
+        inside = (rho >= 0) & (rho <= 1)
+        return np.clip(rho, 0, 1), np.where(np.isnan(rho), rho, inside.astype(rho.dtype))
+
 
 class MethodImpl(Protocol):
     """One method, computed in ``prec.compute`` on arrays already loaded in that dtype."""
