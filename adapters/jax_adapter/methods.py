@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..protocol import Kind
+from . import batch_renorm as _renorm
 from . import ghost_batch_norm as _ghost
 
 if TYPE_CHECKING:
@@ -341,5 +342,7 @@ TRANSLATIONS: Mapping[str, Translation] = {
         local_response_norm),
     "ghost_batch_norm": Translation("composed", _ghost.API, ("x", "weight", "bias"),
                                     _ghost.ghost_batch_norm, state=("running_mean", "running_var")),
+    "batch_renorm": Translation("composed", _renorm.API, ("x", "weight", "bias"),
+                                _renorm.batch_renorm, state=("running_mean", "running_var")),
 }
 """Every method the adapter runs, keyed by the reference's method name."""

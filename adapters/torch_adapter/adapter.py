@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from .methods import Translation
 
 METHODS: tuple[str, ...] = ("batch_norm", "layer_norm", "rms_norm", "instance_norm",
-                            "group_norm", "lp_norm", "local_response_norm", "ghost_batch_norm")
+                            "group_norm", "lp_norm", "local_response_norm", "ghost_batch_norm",
+                            "batch_renorm")
 """Methods this adapter translates (all of :data:`normspec.reference.METHODS`)."""
 
 _API: dict[str, str] = {
@@ -36,8 +37,11 @@ _API: dict[str, str] = {
     "local_response_norm": "torch.nn.functional.local_response_norm",
     "ghost_batch_norm": "composed from torch.nn.functional.batch_norm (no ghost batch norm "
                         "operator): see adapters/torch_adapter/ghost_batch_norm.py",
+    "batch_renorm": "composed (PyTorch has no batch renormalization): "
+                    "torch.nn.functional.batch_norm with weight * r and weight * d + bias, r and "
+                    "d detached; see adapters/torch_adapter/batch_renorm.py",
 }
-_COMPOSED = frozenset({"ghost_batch_norm"})
+_COMPOSED = frozenset({"ghost_batch_norm", "batch_renorm"})
 """Methods PyTorch has no operator for: the result is composed from its primitives."""
 _LRN_HALF_CPU = (
     "; >= 4-d input runs through F.local_response_norm's 3-d path on the (N, C, spatial) view, "

@@ -32,6 +32,7 @@ from .._hyper import axis as _axis
 from .._hyper import integer as _int
 from .._hyper import real as _float
 from .._hyper import required as _required
+from . import batch_renorm as _renorm
 from . import ghost_batch_norm as _ghost
 
 Tensors = Mapping[str, Tensor | None]
@@ -298,5 +299,7 @@ TRANSLATIONS: dict[str, Translation] = {
                                        local_response_norm),
     "ghost_batch_norm": Translation(("x", "weight", "bias"), ("running_mean", "running_var"),
                                     _ghost.API, _ghost.ghost_batch_norm),
+    "batch_renorm": Translation(("x", "weight", "bias"), ("running_mean", "running_var"),
+                                _renorm.API, _renorm.batch_renorm),
 }
 """Every method of :data:`normspec.reference.METHODS`, keyed by name."""
