@@ -25,7 +25,7 @@ import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -44,7 +44,7 @@ from .results import (
     make_id,
     worst_status,
 )
-from .vectors import DTYPES, Manifest, VectorCase, load_manifest
+from .vectors import DTYPES, Manifest, VectorCase, VectorStep, load_manifest
 
 DEFAULT_TIMEOUT = 60.0
 """Seconds one adapter call may take before it counts as hung (compilation included)."""
@@ -226,7 +226,8 @@ def _as_checked_array(value: object, what: str, expected: np.ndarray) -> np.ndar
 
 
 def _value_for(check: str, key: str, value: object, tol_class: str) -> object | None:
-    """The returned array for quantity ``key`` of ``check``; None if optional and absent."""
+    """The returned array for quantity ``key`` of ``check`` (``step2/running_mean`` in a
+    trajectory); None if optional and absent."""
     if check == "jvp":
         return value
     if isinstance(value, Foreign):
@@ -235,7 +236,7 @@ def _value_for(check: str, key: str, value: object, tol_class: str) -> object | 
     if not isinstance(value, dict):
         raise _Invalid(f"{check}: got {type(value).__name__}, expected a dict of float64 arrays")
     if key not in value:
-        if tol_class == "statistic" or key == "num_batches_tracked":
+        if tol_class == "statistic" or key.rsplit("/", 1)[-1] == "num_batches_tracked":
             # statistics a framework does not expose are not checked, nor is a step counter
             # that only some frameworks keep (PyTorch does, Flax does not)
             return None
@@ -354,10 +355,13 @@ class AdapterSession:
     def _run_checks(self, planned: PlannedCase, checks: tuple[str, ...], support: SupportInfo
                     ) -> dict[str, Result]:
         case = self.manifest.case(planned.method, planned.dtype, planned.case)
-        calls = _calls(checks, case)
         assert self.worker is not None
-        inputs, hyper = adapter_arguments(case.inputs, case.hyper)
-        outcomes = self.worker.run_case(planned.method, planned.dtype, inputs, hyper, calls)
+        if case.trajectory:
+            outcomes = self._trajectory(planned, case, support.not_produced)
+        else:
+            inputs, hyper = adapter_arguments(case.inputs, case.hyper)
+            outcomes = self.worker.run_case(planned.method, planned.dtype, inputs, hyper,
+                                            _calls(checks, case))
         by_op = {o.op: o for o in outcomes}
         refined = by_op.get("case_support")
         kind = support.kind
@@ -390,6 +394,72 @@ class AdapterSession:
                                             not_produced)
         return results
 
+    def _trajectory(self, planned: PlannedCase, case: VectorCase,
+                    not_produced: Mapping[str, str]) -> list[Outcome]:
+        """Run a trajectory: one forward call per step, each fed the state the adapter itself
+        returned from the step before (the reference's state only enters step 1).
+
+        Returns the ``case_support`` outcome and one ``forward`` outcome whose value holds
+        every step's results under ``<label>/<key>``. A step that fails ends the trajectory:
+        the forward outcome is then that step's error (or its decline). An adapter that does
+        not produce a state quantity cannot run a trajectory: it is declined, with its reason.
+        """
+        assert self.worker is not None
+        first = case.trajectory[0]
+        names = tuple(first.state_in)
+        fixed = {k: v for k, v in case.inputs.items() if k not in names}
+        state: dict[str, Any] = dict(first.state_in)
+        values: dict[str, Any] = {}
+        outcomes: list[Outcome] = []
+        duration, compile_s, run_s = 0.0, 0.0, 0.0
+        timed = True
+        for i, step in enumerate(case.trajectory):
+            calls = [Call("case_support"), Call("forward")] if i == 0 else [Call("forward")]
+            got = self.worker.run_case(planned.method, planned.dtype,
+                                       {**fixed, **state, "x": step.x}, dict(step.hyper), calls)
+            by_op = {o.op: o for o in got}
+            if i == 0 and "case_support" in by_op:
+                support = by_op["case_support"]
+                outcomes.append(support)
+                if not support.ok or (isinstance(support.value, SupportInfo)
+                                      and support.value.state != "supported"):
+                    return outcomes
+                lacking = {**not_produced, **(support.value.not_produced if isinstance(
+                    support.value, SupportInfo) else {})}
+                missing = [n for n in names if n != "num_batches_tracked"
+                           and f"forward/{n}" in lacking]
+                if missing:
+                    q = f"forward/{missing[0]}"
+                    return [*outcomes, Outcome("forward", declined=(
+                        f"the adapter does not produce {q} ({lacking[q]}), which each step of "
+                        "a trajectory feeds to the next"))]
+            fwd = by_op["forward"]
+            duration += fwd.duration_s
+            if fwd.compile_s is None or fwd.run_s is None:
+                timed = False
+            else:
+                compile_s, run_s = compile_s + fwd.compile_s, run_s + fwd.run_s
+            if fwd.declined:
+                return [*outcomes, replace(fwd, duration_s=duration)]
+            if not fwd.ok:
+                return [*outcomes, replace(fwd, duration_s=duration, error=(
+                    f"trajectory {step.label} of {len(case.trajectory)} steps: {fwd.error}"))]
+            if not isinstance(fwd.value, dict):
+                return [*outcomes, Outcome("forward", duration_s=duration, error=(
+                    f"trajectory {step.label}: got {type(fwd.value).__name__}, expected a dict "
+                    "of float64 arrays"))]
+            values.update({f"{step.label}/{k}": v for k, v in fwd.value.items()})
+            if step.hyper.get("training", False):
+                try:
+                    state = _next_state(step, fwd.value)
+                except _Invalid as exc:
+                    return [*outcomes, Outcome("forward", duration_s=duration, error=(
+                        f"trajectory {step.label}: {exc}; the next step needs the state this "
+                        "one returns"))]
+        return [*outcomes, Outcome("forward", value=values, duration_s=duration,
+                                   compile_s=compile_s if timed else None,
+                                   run_s=run_s if timed else None)]
+
     def _compare(self, planned: PlannedCase, key: str, tol_class: str, got: np.ndarray,
                  expected: np.ndarray, case: VectorCase, check: str) -> Any:
         try:
@@ -405,12 +475,14 @@ class AdapterSession:
     def _quantity(self, planned: PlannedCase, case: VectorCase, outcome: Outcome, q: str,
                   tol_class: str, not_produced: Mapping[str, str]) -> QuantityResult:
         """The verdict on one quantity; never raises for a bad value (that is its verdict)."""
-        if q in not_produced:
+        path = q.split("/", 1)[1] if "/" in q else "y"
+        label, _, key = path.rpartition("/")
+        produced = produced_name(q)
+        if produced in not_produced:
             return QuantityResult.not_compared(
-                q, tol_class, "skip", f"not produced by the adapter: {not_produced[q]}")
-        key = q.split("/", 1)[1] if "/" in q else "y"
+                q, tol_class, "skip", f"not produced by the adapter: {not_produced[produced]}")
         try:
-            raw = _value_for(outcome.op, key, outcome.value, tol_class)
+            raw = _value_for(outcome.op, path, outcome.value, tol_class)
             if raw is None:
                 return QuantityResult.not_compared(
                     q, tol_class, "skip",
@@ -419,7 +491,10 @@ class AdapterSession:
                     else "not returned by the adapter (an optional statistic)")
             expected = case.expected[q]
             got = _as_checked_array(raw, q, expected)
-            cmp = self._compare(planned, key, tol_class, got, expected, case, outcome.op)
+            view = case
+            if label:
+                view = case.step_view(next(s for s in case.trajectory if s.label == label))
+            cmp = self._compare(planned, key, tol_class, got, expected, view, outcome.op)
         except _Internal as exc:
             return QuantityResult.not_compared(q, tol_class, "error", str(exc))
         except _Invalid as exc:
@@ -453,7 +528,8 @@ class AdapterSession:
         compared = [r for r in quantities if r.status in ("pass", "fail")]
         worst = max(compared, key=lambda r: _sort_key(r.headroom), default=None)
         status = worst_status(r.status for r in quantities)
-        if status == "skip" and not any(r.name in not_produced for r in quantities):
+        if status == "skip" and not any(produced_name(r.name) in not_produced
+                                        for r in quantities):
             # Nothing compared although the adapter ran: every quantity was optional and absent.
             status = "error"
             messages = [f"{check}: nothing to compare (every quantity absent)"]
@@ -470,24 +546,51 @@ class AdapterSession:
                             quantities=quantities, **common)
 
 
+def produced_name(quantity: str) -> str:
+    """The name an adapter's ``not_produced`` uses for ``quantity``: a trajectory's
+    ``forward/step2/running_var`` is ``forward/running_var`` at every step."""
+    check, _, path = quantity.partition("/")
+    return f"{check}/{path.rsplit('/', 1)[-1]}" if "/" in path else quantity
+
+
 def _kind(kind: str) -> str:
     return kind if kind in ("native", "composed") else "native"
 
 
 def adapter_arguments(inputs: Mapping[str, Any], hyper: Mapping[str, Any]
                       ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """What the adapter receives: state, the step counter included, arrives in ``inputs``.
+    """What the adapter receives for a case: every input (primals, state with the int64 step
+    counter, integer and boolean constants) in ``inputs``, and the hyperparameters.
 
-    The reference takes ``num_batches_tracked`` as a keyword (default 0) and the manifest lists
-    it with the hyperparameters when a case sets it; for an adapter it is state like the running
-    statistics, so it crosses as a 0-d float64 array in ``inputs`` whenever the case tracks
-    running statistics (0 when the case does not set it), and not at all otherwise.
+    Since vector format 2 the step counter is a state input in the vectors themselves, so this
+    is a copy; it stays the one place that says what crosses to an adapter.
     """
-    inputs, hyper = dict(inputs), dict(hyper)
-    counter = hyper.pop("num_batches_tracked", None)
-    if inputs.get("running_mean") is not None or inputs.get("running_var") is not None:
-        inputs["num_batches_tracked"] = np.array(float(counter or 0))
-    return inputs, hyper
+    return dict(inputs), dict(hyper)
+
+
+def _next_state(step: VectorStep, returned: Mapping[str, Any]) -> dict[str, Any]:
+    """The state an adapter returned from a training step, as the inputs of the next step.
+
+    The running statistics must come back as float64 arrays of their shape. A step counter the
+    adapter does not keep (Flax has none) advances by one, as the spec says it does.
+    """
+    out: dict[str, Any] = {}
+    for name, previous in step.state_in.items():
+        value = returned.get(name)
+        if name == "num_batches_tracked":
+            if value is None:
+                out[name] = np.array(int(previous) + 1, dtype=np.int64)
+                continue
+            if not isinstance(value, np.ndarray) or value.shape != () or not (
+                    np.isfinite(value) and float(value).is_integer()):
+                raise _Invalid(f"the returned {name} is {value!r}, expected a 0-d array "
+                               "holding an integer")
+            out[name] = np.array(int(value), dtype=np.int64)
+            continue
+        if value is None:
+            raise _Invalid(f"the adapter returned no {name!r} (keys: {sorted(returned)})")
+        out[name] = _as_checked_array(value, name, previous)
+    return out
 
 
 def _sort_key(headroom: float | None) -> float:

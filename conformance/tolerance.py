@@ -119,13 +119,38 @@ class Comparison:
 
 
 @cache
-def _table() -> tuple[dict[str, Any], ...]:
+def _document() -> dict[str, Any]:
     text = resources.files("normspec.conformance").joinpath("tolerances.toml").read_text()
-    entries = tomllib.loads(text)["budget"]
+    return tomllib.loads(text)
+
+
+@cache
+def _table() -> tuple[dict[str, Any], ...]:
+    entries = _document()["budget"]
     for entry in entries:
         if not str(entry.get("reason", "")).strip():
             raise ValueError(f"tolerances.toml: entry {entry} has no reason")
     return tuple(entries)
+
+
+@cache
+def trajectory_rule() -> tuple[str, str]:
+    """``(carried_budgets, reason)`` of the table's ``[trajectory]`` entry."""
+    entry = _document().get("trajectory", {})
+    rule, reason = entry.get("carried_budgets"), str(entry.get("reason", "")).strip()
+    if rule != "position" or not reason:
+        raise ValueError("tolerances.toml: [trajectory] needs carried_budgets = \"position\" "
+                         "and a reason")
+    return rule, reason
+
+
+def carried_budgets(case: CaseLike) -> int:
+    """How many calls' rounding a trajectory call carries (1 outside trajectories)."""
+    position = int(getattr(case, "trajectory_position", 0))
+    if position <= 1:
+        return 1
+    trajectory_rule()
+    return position
 
 
 def budget_entry(method: str, dtype: str, tol_class: str) -> Budget:
@@ -285,6 +310,9 @@ def scale(case: CaseLike, check: str, quantity: str, expected: Array,
         weight = case.hyper.get("batch_stat_weight")
         f = float(weight) if isinstance(weight, (int, float)) else 1.0
         r += f * math.sqrt(_finite_max(fwd["var"]))
+    if tol_class == "state":
+        # along a trajectory, earlier updates rounded relative to the state they saw
+        r = max(r, float(getattr(case, "state_scale", {}).get(quantity, 0.0)))
     if case.method in CENTERED or case.method == "rms_norm":
         r = max(r, _term_magnitude(case, check, quantity, tol_class))
     elif case.method == "lp_norm":
@@ -389,7 +417,7 @@ def compare_quantity(method: str, dtype: str, quantity: str, tol_class: str, got
     u = UNIT_ROUNDOFF[dtype]
     u_acc = UNIT_ROUNDOFF[ACCUMULATION[dtype]]
     growth = kappa(case) * math.sqrt(terms(case, quantity, tol_class))
-    budget = entry.c_out + entry.c_acc * (u_acc / u) * growth
+    budget = (entry.c_out + entry.c_acc * (u_acc / u) * growth) * carried_budgets(case)
     # below the dtype's smallest normal number precision is absolute: u * smallest normal is
     # half the subnormal spacing, the best any rounding to the dtype can do
     r = max(scale(case, check, quantity, expected, tol_class), SMALLEST_NORMAL[dtype])

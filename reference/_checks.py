@@ -143,6 +143,9 @@ def check_real(name: str, value: object, *, minimum: float | None = None,
 
 
 def check_int(name: str, value: object, *, minimum: int) -> int:
+    """An integer, given as a Python or NumPy integer or a 0-d integer array (a stored counter)."""
+    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iu":
+        value = value[()]
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"argument {name!r}: got {value!r}, expected an integer >= {minimum}")
     out = int(value)

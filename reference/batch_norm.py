@@ -75,6 +75,9 @@ STATS = ("mean", "var", "rstd", "running_mean", "running_var", "num_batches_trac
 """Statistics :func:`forward` may return beside ``y``: the batch ``mean``, ``var``, ``rstd``
 (training, shape ``(C,)``) and the updated running state (training with running statistics;
 ``num_batches_tracked`` is a 0-d float64 array)."""
+STATE = ("running_mean", "running_var")
+"""State taken by keyword and returned updated in training, next to the step counter
+``num_batches_tracked`` (an integer, returned as a 0-d float64 array)."""
 NCHW_EXAMPLE: dict[str, int] = {"channel_axis": 1}
 """Hyperparameters of the canonical ``(N, C, H, W)`` example: the docs draw
 ``layout((N, C, H, W), **NCHW_EXAMPLE)`` as the figure of the reduced set."""

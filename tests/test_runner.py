@@ -254,17 +254,19 @@ def test_bad_ledgers_are_rejected_at_load_time(vectors: Path, tmp_path: Path, bo
 def test_the_step_counter_arrives_as_state_whenever_statistics_are_tracked() -> None:
     import numpy as np
     from normspec.conformance.runner import adapter_arguments
+    from normspec.conformance.vectors import load_manifest
 
-    rm = {"x": np.ones((2, 3)), "running_mean": np.zeros(3), "running_var": np.ones(3)}
-    inputs, hyper = adapter_arguments(rm, {"eps": 1e-5, "num_batches_tracked": 4})
-    assert "num_batches_tracked" not in hyper
-    assert inputs["num_batches_tracked"].shape == ()
-    assert float(inputs["num_batches_tracked"]) == 4.0
-    # a tracking case that leaves the counter at the reference's default still sends it
-    inputs, hyper = adapter_arguments(rm, {"eps": 1e-5})
-    assert float(inputs["num_batches_tracked"]) == 0.0
-    # no tracked statistics: no counter at all
-    inputs, hyper = adapter_arguments({"x": np.ones((2, 3))}, {"eps": 1e-5,
-                                                               "num_batches_tracked": 0})
-    assert "num_batches_tracked" not in inputs
-    assert "num_batches_tracked" not in hyper
+    manifest = load_manifest()
+    tracking = 0
+    for case in manifest.cases("batch_norm", "float32"):
+        inputs, hyper = adapter_arguments(case.inputs, case.hyper)
+        assert "num_batches_tracked" not in hyper, case.name
+        if "running_mean" in inputs:
+            tracking += 1
+            counter = inputs["num_batches_tracked"]
+            assert counter.dtype == np.int64 and counter.shape == (), case.name
+        else:
+            assert "num_batches_tracked" not in inputs, case.name
+    assert tracking >= 20
+    counted = manifest.case("batch_norm", "float32", "train-cumulative-nbt=4")
+    assert int(counted.inputs["num_batches_tracked"]) == 4

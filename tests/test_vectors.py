@@ -111,7 +111,7 @@ def test_bfloat16_is_the_upper_half_of_float32() -> None:
         loaded = f.get_tensor(name)
     np.testing.assert_array_equal(widened, loaded.astype(np.float32))
     assert json.loads(header["__metadata__"]["normspec"]) == {
-        "dtype": "bfloat16", "format_version": 1, "method": "layer_norm"}
+        "dtype": "bfloat16", "format_version": 2, "method": "layer_norm"}
 
 
 # --- the loader ----------------------------------------------------------------------------
@@ -121,9 +121,12 @@ def test_loader_returns_exact_float64_inputs_and_classes() -> None:
     manifest = load_manifest()
     case = manifest.case("batch_norm", "float16", "eval-ncl")
     assert case.id == "batch_norm[eval-ncl]-float16"
-    assert set(case.inputs) == {"x", "weight", "bias", "running_mean", "running_var"}
-    assert set(case.state) == {"running_mean", "running_var"}
-    for value in (*case.inputs.values(), case.cotangent, *case.tangent.values()):
+    assert set(case.inputs) == {"x", "weight", "bias", "running_mean", "running_var",
+                                "num_batches_tracked"}
+    assert case.inputs["num_batches_tracked"].dtype == np.int64
+    assert set(case.state) == {"running_mean", "running_var", "num_batches_tracked"}
+    floats = [v for k, v in case.inputs.items() if k != "num_batches_tracked"]
+    for value in (*floats, case.cotangent, *case.tangent.values()):
         assert value.dtype == np.float64
         np.testing.assert_array_equal(value.astype(np.float16).astype(np.float64), value)
     assert case.args[0] is case.inputs["x"]
@@ -189,7 +192,7 @@ def test_importing_the_loader_does_not_import_the_generator() -> None:
 def _broken(data: dict[str, Any], how: str) -> None:
     layer = data["methods"]["layer_norm"]
     if how == "format_version":
-        data["format_version"] = 2
+        data["format_version"] = 3
     elif how == "missing-field":
         del data["tolerance_classes"]
     elif how == "sha256":
@@ -205,7 +208,8 @@ def _broken(data: dict[str, Any], how: str) -> None:
 
 
 @pytest.mark.parametrize(("how", "where"), [
-    ("format_version", "format_version"), ("missing-field", "(top level)"),
+    ("format_version", "format version 3, but this normspec reads format version 2"),
+    ("missing-field", "(top level)"),
     ("sha256", "methods/layer_norm/dtypes/float32/sha256"),
     ("tolerance-class", "methods/layer_norm/cases/0/quantities/forward/y"),
     ("extra-field", "(top level)"), ("lost-case", "methods/layer_norm/dtypes/float32"),

@@ -174,7 +174,8 @@ class NumpyAdapter:
         for key in (*impl.primals, *impl.state):
             # state may also arrive as a keyword, the way the reference takes it
             value = inputs.get(key, hyper.get(key) if key in impl.state else None)
-            loaded[key] = None if value is None else prec.load(f"inputs[{key!r}]", value)
+            load = prec.load_state if key in impl.state else prec.load
+            loaded[key] = None if value is None else load(f"inputs[{key!r}]", value)
         for key in constants:
             # integer and boolean inputs (shard sizes, masks) are read as they are, never
             # converted to the dtype under test; the reference takes them by keyword too

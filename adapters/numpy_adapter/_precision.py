@@ -59,6 +59,22 @@ class Precision:
             )
         return stored.astype(self.compute)
 
+    def load_state(self, name: str, value: object) -> Num:
+        """Convert running state to the compute dtype, where this adapter keeps it.
+
+        State it returned from a training step comes back as the next step's input (a
+        trajectory), in the compute type (float32 for half inputs): it must be exact there.
+        """
+        arr = np.asarray(value)
+        if arr.dtype.kind != "f":
+            raise TypeError(f"argument {name!r}: got dtype {arr.dtype}, expected a float64 array")
+        with np.errstate(all="ignore"):
+            kept = arr.astype(self.compute)
+        if not np.array_equal(kept.astype(np.float64), arr.astype(np.float64), equal_nan=True):
+            raise ValueError(f"argument {name!r}: got values not exactly representable in "
+                             f"{self.compute}, where this adapter keeps its running state")
+        return kept
+
     def result(self, value: Num) -> npt.NDArray[np.float64]:
         """Round a computed result to the storage dtype and hand it back as float64."""
         with np.errstate(all="ignore"):

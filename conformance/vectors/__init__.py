@@ -8,8 +8,8 @@ The format is documented in spec/FORMAT.md.
 
 from __future__ import annotations
 
-from .manifest import Manifest, VectorCase, iter_cases, load_manifest
+from .manifest import Manifest, VectorCase, VectorStep, iter_cases, load_manifest
 from .storage import DTYPES, VectorFormatError
 
-__all__ = ["DTYPES", "Manifest", "VectorCase", "VectorFormatError", "iter_cases",
+__all__ = ["DTYPES", "Manifest", "VectorCase", "VectorFormatError", "VectorStep", "iter_cases",
            "load_manifest"]

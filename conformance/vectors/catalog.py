@@ -12,12 +12,12 @@ import math
 import re
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from .sampling import Dist, parse_dist
+from .sampling import LITERAL_KINDS, Dist, literal_shape, parse_dist
 from .storage import DTYPES, Traversable, default_cases_root, describe, reference_module
 
 if sys.version_info >= (3, 11):
@@ -27,8 +27,34 @@ else:  # pragma: no cover - Python 3.10
 
 HyperValue = bool | int | float | str
 
-STATE_INPUTS: Mapping[str, tuple[str, ...]] = {"batch_norm": ("running_mean", "running_var")}
-"""Array inputs that are not differentiated (running statistics), passed by keyword."""
+COUNTER = "num_batches_tracked"
+"""The step counter: state like the running statistics, an int64 0-d input (0 unless a case
+gives ``inputs.num_batches_tracked = { dist = "values", values = N }``)."""
+
+
+def state_inputs(module: ModuleType) -> tuple[str, ...]:
+    """Float state a method takes by keyword and returns updated (its ``STATE``)."""
+    return tuple(getattr(module, "STATE", ()))
+
+
+def constant_inputs(module: ModuleType) -> Mapping[str, str]:
+    """Integer and boolean inputs a method takes by keyword (its ``CONSTANTS``: name -> kind)."""
+    return dict(getattr(module, "CONSTANTS", {}))
+
+
+def takes_counter(module: ModuleType) -> bool:
+    """Whether the method keeps a step counter next to its state."""
+    params = inspect.signature(module.forward).parameters
+    return bool(state_inputs(module)) and COUNTER in params
+
+
+def keyword_inputs(module: ModuleType) -> frozenset[str]:
+    """Keyword parameters of ``forward`` that are inputs (state, counter, constants), not
+    hyperparameters."""
+    names = set(state_inputs(module)) | set(constant_inputs(module))
+    if takes_counter(module):
+        names.add(COUNTER)
+    return frozenset(names)
 
 DEFAULT_DISTS: Mapping[str, Dist] = {
     "x": Dist("normal"),
@@ -36,6 +62,7 @@ DEFAULT_DISTS: Mapping[str, Dist] = {
     "bias": Dist("normal", (("scale", 0.5),)),
     "running_mean": Dist("normal"),
     "running_var": Dist("uniform", (("high", 2.0), ("low", 0.5))),
+    COUNTER: Dist("values", (("values", 0),)),
 }
 """The distribution of each input when a case does not name one."""
 
@@ -44,7 +71,23 @@ MAX_ELEMENTS = 1 << 16
 """Largest input a case may have; the vectors have a size budget (spec/FORMAT.md)."""
 
 _CASE_KEYS = frozenset({"name", "seed", "shape", "hyper", "primals", "state", "inputs", "dtypes",
-                        "expect_nonfinite", "description"})
+                        "expect_nonfinite", "description", "step", "eval"})
+_STEP_KEYS = frozenset({"shape", "inputs", "hyper"})
+TRAINING = "training"
+"""The hyperparameter a trajectory sets per step: true for its steps, false for evaluation."""
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """One call of a trajectory: its batch ``x`` and the hyperparameters of that call."""
+
+    label: str
+    """``step1`` ... ``stepK``, or ``eval``; the prefix of the step's tensors and quantities."""
+    shape: tuple[int, ...]
+    dist: Dist
+    hyper: Mapping[str, HyperValue]
+    """Every hyperparameter of the call: the case's, the step's overrides, and ``training``."""
+
 _CATALOG_KEYS = frozenset({"method", "description", "case"})
 
 
@@ -63,9 +106,9 @@ class CaseSpec:
     present: tuple[str, ...]
     """The primals this case passes (``x`` always); the others are None."""
     state: tuple[str, ...]
-    """Non-differentiated array inputs passed by keyword (running statistics)."""
+    """Non-differentiated state passed by keyword (running statistics, then the counter)."""
     shapes: Mapping[str, tuple[int, ...]]
-    """Shape of every input (present primals and state)."""
+    """Shape of every input (present primals, state and constants)."""
     dists: Mapping[str, Dist]
     """Distribution of every input."""
     dtypes: tuple[str, ...]
@@ -74,11 +117,23 @@ class CaseSpec:
     description: str
     source: str
     """The catalog file, for messages."""
+    constants: tuple[str, ...] = ()
+    """Integer and boolean inputs passed by keyword (masks, shard sizes)."""
+    elements: Mapping[str, str] = field(default_factory=dict)
+    """Kind of every input that is not a float: ``int64`` or ``bool``."""
+    steps: tuple[StepSpec, ...] = ()
+    """A trajectory's training steps, then its evaluation (empty: a single call)."""
 
     @property
     def inputs(self) -> tuple[str, ...]:
-        """Input names in drawing order: present primals, then state."""
-        return self.present + self.state
+        """Input names in drawing order: present primals, state, constants. A trajectory's
+        batches are drawn after these, step by step, so ``x`` is not among them."""
+        names = self.present + self.state + self.constants
+        return tuple(n for n in names if n != "x") if self.steps else names
+
+    def element(self, name: str) -> str:
+        """``float``, ``int64`` or ``bool``."""
+        return self.elements.get(name, "float")
 
 
 @dataclass(frozen=True)
@@ -106,10 +161,33 @@ def _hyper_names(module: ModuleType, method: str) -> tuple[frozenset[str], froze
     # cached: inspect.signature costs more than the rest of validating a case
     params = inspect.signature(module.forward).parameters.values()
     kw = [p for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
-    state = set(STATE_INPUTS.get(method, ()))
+    state = keyword_inputs(module)
     names = frozenset(p.name for p in kw) - state
     required = frozenset(p.name for p in kw if p.default is inspect.Parameter.empty) - state
     return names, required
+
+
+def _input_shapes(module: ModuleType, method: str, shape: tuple[int, ...],
+                  hyper: Mapping[str, HyperValue], names: Sequence[str], where: str
+                  ) -> dict[str, tuple[int, ...]]:
+    """Shapes of the inputs ``names`` (not ``x``) for an ``x`` of ``shape``.
+
+    A method that defines ``input_shapes(shape, hyper)`` says them itself; otherwise they
+    are the parameter shape of the core methods (weight, bias, running statistics).
+    """
+    hook = getattr(module, "input_shapes", None)
+    if hook is None:
+        return {n: () if n == COUNTER else _param_shape(method, shape, hyper, where)
+                for n in names}
+    try:
+        given = hook(shape, hyper)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{where}: the reference rejects shape {list(shape)} with these "
+                         f"hyperparameters: {exc}") from None
+    out = {n: tuple(given[n]) for n in names if n in given}
+    if COUNTER in names:
+        out[COUNTER] = ()
+    return out
 
 
 def _param_shape(method: str, shape: tuple[int, ...], hyper: Mapping[str, HyperValue],
@@ -135,7 +213,10 @@ def _string_list(where: str, key: str, raw: object, allowed: Sequence[str]) -> t
     return tuple(v for v in allowed if v in raw)
 
 
-def _hyper(where: str, raw: object, module: ModuleType, method: str) -> dict[str, HyperValue]:
+def _hyper(where: str, raw: object, module: ModuleType, method: str, *,
+           partial: bool = False) -> dict[str, HyperValue]:
+    """``raw`` checked against ``forward``'s keyword-only hyperparameters; ``partial`` leaves
+    the required ones to be checked later (a trajectory sets ``training`` per step)."""
     if not isinstance(raw, dict):
         raise ValueError(f"{where}: 'hyper': got {raw!r}, expected a table")
     names, required = hyper_names(module, method)
@@ -143,7 +224,7 @@ def _hyper(where: str, raw: object, module: ModuleType, method: str) -> dict[str
     if unknown:
         raise ValueError(f"{where}: unknown hyperparameter(s) {unknown} for {method}, expected "
                          f"names from {sorted(names)}")
-    missing = sorted(required - set(raw))
+    missing = sorted(required - set(raw) - ({TRAINING} if partial else set()))
     if missing:
         raise ValueError(f"{where}: missing required hyperparameter(s) {missing} for {method}")
     for key, value in raw.items():
@@ -153,6 +234,74 @@ def _hyper(where: str, raw: object, module: ModuleType, method: str) -> dict[str
             raise ValueError(f"{where}: hyperparameter {key!r}: got {value!r}, expected a "
                              "boolean, an integer, a finite number or a string")
     return dict(raw)
+
+
+def _shape(where: str, raw_shape: object) -> tuple[int, ...]:
+    if not isinstance(raw_shape, list) or not raw_shape or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in raw_shape):
+        raise ValueError(f"{where}: 'shape': got {raw_shape!r}, expected a non-empty list of "
+                         "positive integers")
+    shape = tuple(raw_shape)
+    if math.prod(shape) > MAX_ELEMENTS:
+        raise ValueError(f"{where}: 'shape': got {list(shape)} ({math.prod(shape)} elements), "
+                         f"expected at most {MAX_ELEMENTS} elements")
+    return shape
+
+
+def _table(where: str, key: str, raw: object) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise ValueError(f"{where}: {key!r}: got {raw!r}, expected a table")
+    return raw
+
+
+def _steps(where: str, raw: Mapping[str, Any], module: ModuleType, method: str,
+           shape: tuple[int, ...], x_dist: Dist, hyper: Mapping[str, HyperValue],
+           shapes: Mapping[str, tuple[int, ...]]) -> tuple[StepSpec, ...]:
+    """A trajectory's steps (``[[case.step]]``) and evaluation (``[case.eval]``)."""
+    if "step" not in raw:
+        if "eval" in raw:
+            raise ValueError(f"{where}: 'eval' without [[case.step]] tables; an evaluation "
+                             "batch belongs to a trajectory")
+        return ()
+    if not state_inputs(module) or TRAINING not in inspect.signature(module.forward).parameters:
+        raise ValueError(f"{where}: [[case.step]]: {method} keeps no running state, so it has "
+                         "no trajectory")
+    if TRAINING in hyper:
+        raise ValueError(f"{where}: 'hyper' sets {TRAINING!r}; a trajectory sets it per step "
+                         "(true for its steps, false for its evaluation)")
+    raw_steps = raw["step"]
+    if not isinstance(raw_steps, list) or not raw_steps:
+        raise ValueError(f"{where}: 'step': expected one or more [[case.step]] tables")
+    tables = [(f"step{i + 1}", t, True) for i, t in enumerate(raw_steps)]
+    tables.append(("eval", raw.get("eval", {}), False))
+    names, _ = hyper_names(module, method)
+    out = []
+    for label, table, training in tables:
+        here = f"{where}: {label}"
+        table = _table(here, label, table)
+        unknown = sorted(set(table) - _STEP_KEYS)
+        if unknown:
+            raise ValueError(f"{here}: unknown key(s) {unknown}, expected keys from "
+                             f"{sorted(_STEP_KEYS)}")
+        step_shape = _shape(here, table["shape"]) if "shape" in table else shape
+        fits = _input_shapes(module, method, step_shape, hyper, list(shapes), here)
+        moved = sorted(n for n, s in shapes.items() if n in fits and fits[n] != s)
+        if moved:
+            raise ValueError(f"{here}: 'shape' {list(step_shape)} changes the shape of {moved}, "
+                             "which every step shares; only the batch may change")
+        inputs = _table(here, "inputs", table.get("inputs", {}))
+        if set(inputs) - {"x"}:
+            raise ValueError(f"{here}: 'inputs' names {sorted(set(inputs) - {'x'})}; a step "
+                             "draws only its batch 'x'")
+        dist = parse_dist(f"{here}: inputs.x", inputs["x"]) if "x" in inputs else x_dist
+        overrides = _table(here, "hyper", table.get("hyper", {}))
+        bad = sorted(set(overrides) - names) + sorted(set(overrides) & {TRAINING})
+        if bad:
+            raise ValueError(f"{here}: 'hyper' overrides {bad}, expected hyperparameters of "
+                             f"{method} other than {TRAINING!r}: {sorted(names - {TRAINING})}")
+        merged = {**_hyper(here, {**hyper, **overrides, TRAINING: training}, module, method)}
+        out.append(StepSpec(label=label, shape=step_shape, dist=dist, hyper=merged))
+    return tuple(out)
 
 
 def _case(raw: object, index: int, method: str, module: ModuleType, source: str) -> CaseSpec:
@@ -170,33 +319,66 @@ def _case(raw: object, index: int, method: str, module: ModuleType, source: str)
     seed = raw.get("seed")
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
         raise ValueError(f"{where}: 'seed': got {seed!r}, expected an integer in [0, 2**63)")
-    raw_shape = raw.get("shape")
-    if not isinstance(raw_shape, list) or not raw_shape or not all(
-            isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in raw_shape):
-        raise ValueError(f"{where}: 'shape': got {raw_shape!r}, expected a non-empty list of "
-                         "positive integers")
-    shape = tuple(raw_shape)
-    if math.prod(shape) > MAX_ELEMENTS:
-        raise ValueError(f"{where}: 'shape': got {list(shape)} ({math.prod(shape)} elements), "
-                         f"expected at most {MAX_ELEMENTS} elements")
-    hyper = _hyper(where, raw.get("hyper", {}), module, method)
+    shape = _shape(where, raw.get("shape"))
+    raw_hyper = raw.get("hyper", {})
+    if isinstance(raw_hyper, dict) and set(raw_hyper) & keyword_inputs(module):
+        inputs_named = sorted(set(raw_hyper) & keyword_inputs(module))
+        raise ValueError(f"{where}: 'hyper' sets {inputs_named}, which are inputs of {method}, "
+                         "not hyperparameters; give them under 'inputs' (e.g. "
+                         "inputs.num_batches_tracked = { dist = \"values\", values = 3 })")
+    hyper = _hyper(where, raw_hyper, module, method, partial="step" in raw)
     primals: tuple[str, ...] = tuple(module.PRIMALS)
     present = _string_list(where, "primals", raw.get("primals", list(primals)), primals)
     if "x" not in present:
         raise ValueError(f"{where}: 'primals': got {list(present)}, expected a list with 'x'")
-    state = _string_list(where, "state", raw.get("state", []), STATE_INPUTS.get(method, ()))
-    shapes = {"x": shape}
-    for extra in (*present[1:], *state):
-        shapes[extra] = _param_shape(method, shape, hyper, where)
-    raw_inputs = raw.get("inputs", {})
-    if not isinstance(raw_inputs, dict):
-        raise ValueError(f"{where}: 'inputs': got {raw_inputs!r}, expected a table")
-    stray = sorted(set(raw_inputs) - set(shapes))
+    allowed_state = state_inputs(module)
+    state = _string_list(where, "state", raw.get("state", []), allowed_state)
+    if state and takes_counter(module):
+        state = (*state, COUNTER)
+    kinds = constant_inputs(module)
+    raw_inputs = _table(where, "inputs", raw.get("inputs", {}))
+    constants = tuple(n for n in kinds if n in raw_inputs)
+    if COUNTER in raw_inputs and COUNTER not in state:
+        raise ValueError(f"{where}: 'inputs' gives {COUNTER!r} but the case tracks no running "
+                         f"state (add 'state = {list(allowed_state)}')")
+    stray = sorted(set(raw_inputs) - {*present, *state, *constants})
     if stray:
         raise ValueError(f"{where}: 'inputs' names {stray}, which the case does not pass; "
-                         f"expected names from {sorted(shapes)}")
+                         f"expected names from {sorted({*present, *state, *kinds})}")
+    elements = {n: kinds[n] for n in constants}
+    if COUNTER in state:
+        elements[COUNTER] = "int64"
     dists = {n: parse_dist(f"{where}: inputs.{n}", raw_inputs[n]) if n in raw_inputs
-             else DEFAULT_DISTS[n] for n in shapes}
+             else DEFAULT_DISTS[n] for n in (*present, *state, *constants)}
+    for n, kind in elements.items():
+        if dists[n].kind not in LITERAL_KINDS:
+            raise ValueError(f"{where}: inputs.{n}: got distribution {dists[n].kind!r}, "
+                             f"expected one of {sorted(LITERAL_KINDS)} for this {kind} input")
+    shapes = {"x": shape, **_input_shapes(module, method, shape, hyper,
+                                          [*present[1:], *state, *constants], where)}
+    for n in constants:
+        given = literal_shape(dists[n], f"{where}: inputs.{n}")
+        if given is not None and n in shapes and shapes[n] != given:
+            raise ValueError(f"{where}: inputs.{n}: the literal has shape {list(given)}, "
+                             f"expected {list(shapes[n])}")
+        if n not in shapes:
+            if given is None:
+                raise ValueError(f"{where}: inputs.{n}: its shape does not follow from x's; "
+                                 "give it as a 'values' literal")
+            shapes[n] = given
+    if COUNTER in state:
+        counter_shape = literal_shape(dists[COUNTER], f"{where}: inputs.{COUNTER}")
+        if counter_shape != ():
+            raise ValueError(f"{where}: inputs.{COUNTER}: expected one integer, got shape "
+                             f"{list(counter_shape or [])}")
+    steps = _steps(where, raw, module, method, shape, dists["x"], hyper,
+                   {n: s for n, s in shapes.items() if n != "x"})
+    if steps:
+        _, required = hyper_names(module, method)
+        missing = sorted(required - set(steps[0].hyper))
+        if missing:
+            raise ValueError(f"{where}: missing required hyperparameter(s) {missing} for "
+                             f"{method}")
     dtypes = _string_list(where, "dtypes", raw.get("dtypes", list(DTYPES)), DTYPES)
     if not dtypes:
         raise ValueError(f"{where}: 'dtypes': got [], expected at least one of {list(DTYPES)}")
@@ -208,7 +390,7 @@ def _case(raw: object, index: int, method: str, module: ModuleType, source: str)
     return CaseSpec(method=method, name=name, seed=seed, shape=shape, hyper=hyper,
                     primals=primals, present=present, state=state, shapes=shapes, dists=dists,
                     dtypes=dtypes, expect_nonfinite=nonfinite, description=description,
-                    source=source)
+                    source=source, constants=constants, elements=elements, steps=steps)
 
 
 def parse_catalog(text: str, source: str, method: str | None = None) -> Catalog:

@@ -20,9 +20,10 @@ import numpy as np
 import numpy.typing as npt
 
 from .catalog import CaseSpec, Catalog, catalog_methods, load_catalog
-from .sampling import HUGE, NONFINITE_KINDS, TINY, Sample, draw
+from .sampling import HUGE, LITERAL_KINDS, NONFINITE_KINDS, TINY, Sample, draw, draw_literal
 from .storage import (
     DTYPES,
+    FORMAT_VERSION,
     MANIFEST_NAME,
     STORAGE_CODE,
     Traversable,
@@ -35,7 +36,6 @@ from .storage import (
     sha256,
 )
 
-FORMAT_VERSION = 1
 TOLERANCE_CLASSES: tuple[str, ...] = (
     "output", "statistic", "state", "input_grad", "param_grad", "jvp", "second_order",
 )
@@ -47,8 +47,10 @@ FloatArray = npt.NDArray[np.float64]
 
 
 def tolerance_class(quantity: str) -> str:
-    """The tolerance class of a quantity name such as ``forward/y`` or ``vjp/weight``."""
+    """The tolerance class of a quantity name such as ``forward/y``, ``vjp/weight`` or, in a
+    trajectory, ``forward/step3/running_var``."""
     check, _, key = quantity.partition("/")
+    key = key.rsplit("/", 1)[-1]
     if check == "forward":
         return "output" if key == "y" else "state" if key in STATE_OUTPUTS else "statistic"
     if check == "vjp":
@@ -67,18 +69,34 @@ class Drawn:
     cotangent: FloatArray
     tangents: Mapping[str, FloatArray]
     """Unit-scale draws; tangent of input ``n`` is ``tangents[n] * samples[n].scale_for(dtype)``."""
+    batches: Mapping[str, Sample] = field(default_factory=dict)
+    """A trajectory's batch ``x`` per step label (``step1`` ... ``eval``)."""
 
 
 def draw_case(case: CaseSpec) -> Drawn:
-    """Draw inputs (in :attr:`CaseSpec.inputs` order), then the cotangent, then tangents."""
+    """Draw inputs (in :attr:`CaseSpec.inputs` order), then the cotangent, then tangents.
+
+    A trajectory draws its shared inputs, then each step's batch in order, and has no
+    directions. Literal inputs (``values``, ``prefix``) draw nothing from the generator.
+    """
     rng = np.random.default_rng(case.seed)
     where = f"{case.source}: case {case.name!r}"
-    samples = {n: draw(case.dists[n], rng, case.shapes[n], f"{where}: inputs.{n}")
-               for n in case.inputs}
+    samples = {n: _draw(case, n, rng, where) for n in case.inputs}
+    if case.steps:
+        batches = {s.label: draw(s.dist, rng, s.shape, f"{where}: {s.label}: inputs.x")
+                   for s in case.steps}
+        return Drawn(samples=samples, cotangent=np.zeros(0), tangents={}, batches=batches)
     # Every method here maps x to a y of x's shape; build() verifies it.
     cotangent = rng.standard_normal(case.shape)
     tangents = {p: rng.standard_normal(case.shapes[p]) for p in case.present}
     return Drawn(samples=samples, cotangent=cotangent, tangents=tangents)
+
+
+def _draw(case: CaseSpec, name: str, rng: np.random.Generator, where: str) -> Sample:
+    dist, shape, here = case.dists[name], case.shapes[name], f"{where}: inputs.{name}"
+    if dist.kind in LITERAL_KINDS:
+        return draw_literal(dist, case.element(name), shape, here)
+    return draw(dist, rng, shape, here)
 
 
 @dataclass(frozen=True)
@@ -126,11 +144,15 @@ def _beyond_range(dtype: str, value: FloatArray) -> bool:
         (mag.max() > float(info.max)) or (mag.min() < float(info.smallest_normal)))
 
 
-def _reference(case: CaseSpec, dtype: str, values: Mapping[str, FloatArray], g: FloatArray,
+def _keywords(case: CaseSpec, values: Mapping[str, npt.NDArray[Any]]) -> dict[str, Any]:
+    return {n: values[n] for n in (*case.state, *case.constants)}
+
+
+def _reference(case: CaseSpec, dtype: str, values: Mapping[str, npt.NDArray[Any]], g: FloatArray,
                t: Mapping[str, FloatArray]) -> dict[str, FloatArray]:
     module = reference_module(case.method)
     args = [values.get(p) for p in case.primals]
-    kw: dict[str, Any] = {s: values[s] for s in case.state}
+    kw: dict[str, Any] = _keywords(case, values)
     kw.update(case.hyper)
     try:
         # NaN/Inf cases are meant to produce IEEE warnings; the results are checked below.
@@ -146,14 +168,59 @@ def _reference(case: CaseSpec, dtype: str, values: Mapping[str, FloatArray], g: 
     out.update({f"vjp/{k}": v for k, v in vjp.items()})
     out["jvp"] = jvp
     out.update({f"second_order/{k}": v for k, v in so.items()})
+    _check_outputs(case, out, case.shape)
+    return out
+
+
+def _check_outputs(case: CaseSpec, out: Mapping[str, object], shape: tuple[int, ...],
+                   prefix: str = "forward/") -> None:
     for q, v in out.items():
         if not isinstance(v, np.ndarray) or v.dtype != np.float64:
             raise TypeError(f"reference {case.method}: {q} of case {case.name!r} is not a "
                             f"float64 array ({type(v).__name__})")
-    if out["forward/y"].shape != case.shape:
+    y = out[f"{prefix}y"]
+    assert isinstance(y, np.ndarray)
+    if y.shape != shape:
         raise ValueError(f"reference {case.method}: y of case {case.name!r} has shape "
-                         f"{out['forward/y'].shape}, expected x's shape {case.shape}")
+                         f"{y.shape}, expected x's shape {shape}")
+
+
+def _trajectory(case: CaseSpec, dtype: str, values: Mapping[str, npt.NDArray[Any]],
+                batches: Mapping[str, FloatArray]) -> dict[str, FloatArray]:
+    """The reference along a trajectory: each step's outputs and updated state, the state
+    threaded from step to step, then the evaluation on the last batch."""
+    module = reference_module(case.method)
+    state = {n: values[n] for n in case.state}
+    out: dict[str, FloatArray] = {}
+    for step in case.steps:
+        args = [batches[step.label] if p == "x" else values.get(p) for p in case.primals]
+        kw = {**state, **{n: values[n] for n in case.constants}, **step.hyper}
+        try:
+            with np.errstate(all="ignore"):
+                fwd = module.forward(*args, **kw)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{case.source}: case {case.name!r} ({dtype}), {step.label}: the "
+                             f"reference rejects it: {exc}") from exc
+        if step.hyper.get("training", False):
+            missing = [n for n in case.state if n not in fwd]
+            if missing:
+                raise ValueError(f"reference {case.method}: {step.label} of case {case.name!r} "
+                                 f"returns no updated {missing}")
+            state = {n: _counter(fwd[n]) if values[n].dtype == np.int64 else fwd[n]
+                     for n in case.state}
+        step_out = {f"forward/{step.label}/{k}": v for k, v in fwd.items()}
+        _check_outputs(case, step_out, step.shape, f"forward/{step.label}/")
+        out.update(step_out)
     return out
+
+
+def _counter(value: FloatArray) -> npt.NDArray[np.int64]:
+    """A returned step counter (0-d float64) as the int64 input of the next step."""
+    count = float(value)
+    if not count.is_integer():
+        raise ValueError(f"the reference returned a step counter of {count!r}, expected an "
+                         "integer")
+    return np.array(int(count), dtype=np.int64)
 
 
 def case_vectors(case: CaseSpec, drawn: Drawn, dtype: str) -> CaseVectors | Skip:
@@ -161,22 +228,35 @@ def case_vectors(case: CaseSpec, drawn: Drawn, dtype: str) -> CaseVectors | Skip
     if dtype not in case.dtypes:
         return Skip(case.name, f"the catalog limits this case to dtypes {list(case.dtypes)}")
     tensors: dict[str, npt.NDArray[Any]] = {}
-    scales = {n: s.scale_for(dtype) for n, s in drawn.samples.items()}
-    raw = {f"inputs/{n}": s.values(dtype) for n, s in drawn.samples.items()}
-    raw["cotangent"] = drawn.cotangent
-    raw.update({f"tangent/{n}": t * scales[n] for n, t in drawn.tangents.items()})
-    exact: dict[str, FloatArray] = {}
+    floats = {n: s for n, s in drawn.samples.items() if s.is_float}
+    scales = {n: s.scale_for(dtype) for n, s in floats.items()}
+    raw = {f"inputs/{n}": s.values(dtype) for n, s in floats.items()}
+    raw.update({f"{label}/x": s.values(dtype) for label, s in drawn.batches.items()})
+    if not case.steps:
+        raw["cotangent"] = drawn.cotangent
+        raw.update({f"tangent/{n}": t * scales[n] for n, t in drawn.tangents.items()})
+    exact: dict[str, npt.NDArray[Any]] = {}
     for label, draws in raw.items():
         stored, overflow = _rounded(dtype, label, draws)
         if overflow:
             return Skip(case.name, overflow)
         tensors[f"{case.name}/{label}"] = stored
         exact[label] = stored.astype(np.float64)
+    for n, s in drawn.samples.items():
+        if not s.is_float:  # integers and booleans are stored as they are, in every dtype
+            tensors[f"{case.name}/inputs/{n}"] = _c_order(s.base)
+            exact[f"inputs/{n}"] = s.base
     values = {n: exact[f"inputs/{n}"] for n in drawn.samples}
-    tangents = {n: exact[f"tangent/{n}"] for n in drawn.tangents}
-    expected = _reference(case, dtype, values, exact["cotangent"], tangents)
+    if case.steps:
+        batches = {label: exact[f"{label}/x"] for label in drawn.batches}
+        expected = _trajectory(case, dtype, values, batches)
+        float_inputs = [*(values[n] for n in floats), *batches.values()]
+    else:
+        tangents = {n: exact[f"tangent/{n}"] for n in drawn.tangents}
+        expected = _reference(case, dtype, values, exact["cotangent"], tangents)
+        float_inputs = [values[n] for n in floats]
     nonfinite = [q for q, v in expected.items() if not np.isfinite(v).all()]
-    finite_inputs = all(np.isfinite(v).all() for v in values.values())
+    finite_inputs = all(np.isfinite(v).all() for v in float_inputs)
     if nonfinite and finite_inputs and not case.expect_nonfinite:
         raise ValueError(f"{case.source}: case {case.name!r} ({dtype}): {nonfinite[0]} has "
                          "NaN/Inf although every input is finite; fix the case or declare "
@@ -193,17 +273,28 @@ def case_vectors(case: CaseSpec, drawn: Drawn, dtype: str) -> CaseVectors | Skip
     return CaseVectors(case.name, tensors, quantities, record)
 
 
+def _role(case: CaseSpec, name: str) -> str:
+    return "primal" if name in case.present else "state" if name in case.state else "constant"
+
+
 def _case_entry(case: CaseSpec, quantities: Mapping[str, str]) -> dict[str, Any]:
-    inputs = {n: {"shape": list(case.shapes[n]),
-                  "role": "primal" if n in case.present else "state",
-                  "dist": case.dists[n].to_json()} for n in case.inputs}
-    return {
+    inputs = {n: {"shape": list(case.shapes[n]), "role": _role(case, n),
+                  "element": case.element(n), "dist": case.dists[n].to_json()}
+              for n in case.inputs}
+    entry: dict[str, Any] = {
         "name": case.name, "seed": case.seed, "description": case.description,
         "hyper": dict(case.hyper), "present": list(case.present), "state": list(case.state),
-        "inputs": inputs, "tangents": list(case.present), "quantities": dict(quantities),
+        "constants": list(case.constants), "inputs": inputs,
+        "tangents": [] if case.steps else list(case.present), "quantities": dict(quantities),
         "expect_nonfinite": case.expect_nonfinite,
-        "nonfinite_inputs": any(case.dists[n].kind in NONFINITE_KINDS for n in case.inputs),
+        "nonfinite_inputs": any(case.dists[n].kind in NONFINITE_KINDS for n in case.inputs)
+        or any(s.dist.kind in NONFINITE_KINDS for s in case.steps),
     }
+    if case.steps:
+        entry["trajectory"] = [{"label": s.label, "shape": list(s.shape),
+                                "dist": s.dist.to_json(), "hyper": dict(s.hyper)}
+                               for s in case.steps]
+    return entry
 
 
 @dataclass

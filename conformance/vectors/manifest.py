@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -21,8 +21,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .catalog import hyper_names
+from .catalog import TRAINING, hyper_names
 from .storage import (
+    FORMAT_VERSION,
+    INTEGER_CODES,
     MANIFEST_NAME,
     SCHEMA_NAME,
     Traversable,
@@ -94,6 +96,15 @@ def validate(data: object, source: str, digest: str | None = None) -> None:
         best_match,
     )
 
+    if isinstance(data, dict) and data.get("format_version") != FORMAT_VERSION and isinstance(
+            data.get("format_version"), int):
+        raise VectorFormatError(
+            f"{source}: format version {data['format_version']}, but this normspec reads format "
+            f"version {FORMAT_VERSION} (spec/FORMAT.md); rebuild the vectors with `normspec "
+            f"vectors build`, or read them with the normspec release that wrote them"
+            + (" (version 2 moved num_batches_tracked from the hyperparameters to the state "
+               "inputs and added integer and boolean inputs and trajectories)"
+               if data["format_version"] == 1 else ""))
     if isinstance(data, dict) and data.get("methods") == {}:
         # Said before the schema pass: an empty set would otherwise surface much later as a
         # run that "matches no test", which points at the selection rather than the file.
@@ -112,6 +123,7 @@ def validate(data: object, source: str, digest: str | None = None) -> None:
             raise VectorFormatError(f"{source}: methods/{method}: not a method of the "
                                     f"reference, expected names from {list(methods)}")
         _check_hyper(source, method, entry["cases"])
+        _check_shape_of_cases(source, method, entry["cases"])
         names = [c["name"] for c in entry["cases"]]
         if len(set(names)) != len(names):
             raise VectorFormatError(f"{source}: methods/{method}: duplicate case names")
@@ -136,14 +148,59 @@ def _check_hyper(source: str, method: str, cases: Sequence[Mapping[str, Any]]) -
     accepted, required = hyper_names(reference_module(method), method)
     for i, case in enumerate(cases):
         where = f"{source}: methods/{method}/cases[{i}] ({case['name']!r})"
-        unknown = sorted(set(case["hyper"]) - accepted)
-        if unknown:
-            raise VectorFormatError(f"{where}: unknown hyperparameter(s) {unknown} for "
-                                    f"{method}, expected names from {sorted(accepted)}")
-        missing = sorted(required - set(case["hyper"]))
+        steps = case.get("trajectory", [])
+        for hyper in (case["hyper"], *(s["hyper"] for s in steps)):
+            unknown = sorted(set(hyper) - accepted)
+            if unknown:
+                raise VectorFormatError(f"{where}: unknown hyperparameter(s) {unknown} for "
+                                        f"{method}, expected names from {sorted(accepted)}")
+        given = set(case["hyper"]) | ({TRAINING} if steps else set())
+        missing = sorted(required - given)
         if missing:
             raise VectorFormatError(f"{where}: missing required hyperparameter(s) {missing} "
                                     f"for {method}")
+
+
+def _check_shape_of_cases(source: str, method: str, cases: Sequence[Mapping[str, Any]]) -> None:
+    """What the schema cannot say: a single call has an ``x`` and a ``y``; a trajectory has
+    its steps in order, ending with ``eval``, and its batches are not among the inputs."""
+    for i, case in enumerate(cases):
+        where = f"{source}: methods/{method}/cases[{i}] ({case['name']!r})"
+        steps = case.get("trajectory")
+        if steps is None:
+            if "x" not in case["inputs"] or "forward/y" not in case["quantities"]:
+                raise VectorFormatError(f"{where}: expected an input 'x' and a quantity "
+                                        "'forward/y' (a single call)")
+            continue
+        labels = [s["label"] for s in steps]
+        want = [f"step{k + 1}" for k in range(len(steps) - 1)] + ["eval"]
+        if labels != want:
+            raise VectorFormatError(f"{where}: trajectory labels {labels}, expected {want}")
+        if "x" in case["inputs"] or case["tangents"]:
+            raise VectorFormatError(f"{where}: a trajectory keeps its batches in its steps and "
+                                    "has no tangents")
+        missing = [f"forward/{label}/y" for label in labels
+                   if f"forward/{label}/y" not in case["quantities"]]
+        if missing:
+            raise VectorFormatError(f"{where}: quantities lack {missing}")
+
+
+@dataclass(frozen=True)
+class VectorStep:
+    """One call of a trajectory: its batch, its hyperparameters, the reference's results.
+
+    ``state_in`` is the state the reference entered this call with (the initial state for
+    ``step1``); the runner instead feeds the adapter the state the adapter itself returned.
+    """
+
+    label: str
+    x: FloatArray
+    hyper: Mapping[str, Any]
+    expected: Mapping[str, FloatArray]
+    """The reference's forward results, keyed like the reference (``y``, ``running_mean``)."""
+    tolerance: Mapping[str, str]
+    """Same keys -> tolerance class."""
+    state_in: Mapping[str, npt.NDArray[Any]]
 
 
 @dataclass(frozen=True)
@@ -165,8 +222,9 @@ class VectorCase:
     """The method's differentiable inputs in call order."""
     present: tuple[str, ...]
     """The primals this case passes; the others are None."""
-    inputs: Mapping[str, FloatArray]
-    """Present primals and state inputs (running statistics) by name."""
+    inputs: Mapping[str, npt.NDArray[Any]]
+    """Present primals, state (running statistics, the int64 step counter) and constants
+    (int64 and bool arrays) by name; a trajectory's batches are in its steps."""
     cotangent: FloatArray
     tangent: Mapping[str, FloatArray]
     """One tangent per present primal; the JVP and second order use all of them together."""
@@ -181,6 +239,15 @@ class VectorCase:
     0 < |v| < smallest normal): the dtype cannot hold them to full relative precision."""
     scales: Mapping[str, float]
     """Scale of each input's distribution in this dtype (its tangent has this scale)."""
+    constants: tuple[str, ...] = ()
+    """Integer and boolean inputs (masks, shard sizes), passed by keyword."""
+    trajectory: tuple[VectorStep, ...] = ()
+    """A trajectory's training steps then its evaluation (empty: a single call)."""
+    trajectory_position: int = 0
+    """In a :meth:`step_view`: the call's 1-based position in its trajectory (0 otherwise)."""
+    state_scale: Mapping[str, float] = field(default_factory=dict)
+    """In a :meth:`step_view`: the largest finite magnitude of each state quantity of the
+    reference so far (entering state and this call's update included)."""
 
     @property
     def args(self) -> tuple[FloatArray | None, ...]:
@@ -188,9 +255,28 @@ class VectorCase:
         return tuple(self.inputs.get(p) if p in self.present else None for p in self.primals)
 
     @property
-    def state(self) -> dict[str, FloatArray]:
-        """Non-differentiated array inputs, passed by keyword."""
+    def state(self) -> dict[str, npt.NDArray[Any]]:
+        """Every input passed by keyword: state and constants."""
         return {k: v for k, v in self.inputs.items() if k not in self.present}
+
+    def step_view(self, step: VectorStep) -> VectorCase:
+        """This case as the single call ``step`` makes, with the state the reference entered
+        it with: what the tolerance model reads to size the budgets of that call."""
+        inputs = {**self.inputs, **step.state_in, "x": step.x}
+        position = next(i for i, s in enumerate(self.trajectory) if s.label == step.label) + 1
+        scale: dict[str, float] = {}
+        for earlier in self.trajectory[:position]:
+            for name, value in (*earlier.state_in.items(), *earlier.expected.items()):
+                if name in earlier.state_in and value.dtype == np.float64:
+                    finite = np.abs(value[np.isfinite(value)])
+                    top = float(finite.max()) if finite.size else 0.0
+                    scale[name] = max(scale.get(name, 0.0), top)
+        return replace(self, hyper=step.hyper, inputs=_frozen(inputs),
+                       trajectory_position=position, state_scale=_frozen(scale),
+                       cotangent=np.zeros_like(step.x), tangent=_frozen({}),
+                       expected=_frozen({f"forward/{k}": v for k, v in step.expected.items()}),
+                       tolerance=_frozen({f"forward/{k}": c for k, c in step.tolerance.items()}),
+                       trajectory=())
 
     def _check(self, check: str) -> dict[str, FloatArray]:
         prefix = check + "/"
@@ -220,7 +306,8 @@ class VectorCase:
         ``{"forward": {"y", stats...}, "vjp": {...}, "jvp": {"y": ...},
         "second_order": {...}}``; the JVP is the derivative of ``y``, hence its key.
         """
-        return {"forward": self.forward, "vjp": self.vjp, "jvp": {"y": self.jvp},
+        jvp = {"y": self.expected["jvp"]} if "jvp" in self.expected else {}
+        return {"forward": self.forward, "vjp": self.vjp, "jvp": jvp,
                 "second_order": self.second_order}
 
     @property
@@ -321,7 +408,8 @@ class Manifest:
         tensors = self.tensors(method, dtype)
         source = self.file_source(method, dtype)
 
-        def get(suffix: str, code: str, shape: Sequence[int] | None = None) -> FloatArray:
+        def get(suffix: str, code: str, shape: Sequence[int] | None = None
+                ) -> npt.NDArray[Any]:
             tname = f"{name}/{suffix}"
             if tname not in tensors:
                 raise VectorFormatError(f"{source}: case {name!r}: tensor {tname!r} is missing")
@@ -330,22 +418,55 @@ class Manifest:
                 raise VectorFormatError(
                     f"{source}: case {name!r}: tensor {tname!r} is {storage_code(arr)} "
                     f"{list(arr.shape)}, expected {code} {list(shape) if shape else '(any shape)'}")
+            if code in INTEGER_CODES.values():
+                return np.array(arr)
             return np.array(arr, dtype=np.float64)
 
         storage = entry["storage"]
-        inputs = {n: get(f"inputs/{n}", storage, i["shape"]) for n, i in spec["inputs"].items()}
+        inputs = {n: get(f"inputs/{n}", INTEGER_CODES.get(i["element"], storage), i["shape"])
+                  for n, i in spec["inputs"].items()}
+        expected = {q: get(q, "F64") for q in spec["quantities"]}
+        steps = self._steps(spec, inputs, expected, lambda label, shape: get(
+            f"{label}/x", storage, shape))
+        x_shape = spec["inputs"]["x"]["shape"] if not steps else [0]
         return VectorCase(
             method=method, dtype=dtype, name=name, seed=spec["seed"],
             description=spec["description"], hyper=_frozen(spec["hyper"]),
             primals=tuple(self._method(method)["primals"]), present=tuple(spec["present"]),
             inputs=_frozen(inputs),
-            cotangent=get("cotangent", storage, spec["inputs"]["x"]["shape"]),
+            cotangent=np.zeros(0) if steps else get("cotangent", storage, x_shape),
             tangent=_frozen({n: get(f"tangent/{n}", storage, spec["inputs"][n]["shape"])
                              for n in spec["tangents"]}),
-            expected=_frozen({q: get(q, "F64") for q in spec["quantities"]}),
+            expected=_frozen(expected),
             tolerance=_frozen(spec["quantities"]), nonfinite=record["nonfinite"],
             beyond_dtype_range=tuple(record["beyond_dtype_range"]),
-            scales=_frozen(record["scales"]))
+            scales=_frozen(record["scales"]), constants=tuple(spec["constants"]),
+            trajectory=steps)
+
+    @staticmethod
+    def _steps(spec: Mapping[str, Any], inputs: Mapping[str, npt.NDArray[Any]],
+               expected: Mapping[str, FloatArray],
+               batch: Callable[[str, Sequence[int]], npt.NDArray[Any]]
+               ) -> tuple[VectorStep, ...]:
+        state = {n: inputs[n] for n in spec["state"]}
+        out = []
+        for step in spec.get("trajectory", []):
+            label = step["label"]
+            prefix = f"forward/{label}/"
+            mine = {q[len(prefix):]: v for q, v in expected.items() if q.startswith(prefix)}
+            classes = {q[len(prefix):]: c for q, c in spec["quantities"].items()
+                       if q.startswith(prefix)}
+            out.append(VectorStep(label=label, x=batch(label, step["shape"]),
+                                  hyper=_frozen(step["hyper"]), expected=_frozen(mine),
+                                  tolerance=_frozen(classes), state_in=_frozen(state)))
+            if step["hyper"].get(TRAINING, False):
+                state = {n: _as_input(mine[n], inputs[n]) for n in state}
+        return tuple(out)
+
+
+def _as_input(value: FloatArray, like: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """A returned state value as the input of the next call (the counter back to int64)."""
+    return np.array(value, dtype=like.dtype) if like.dtype == np.int64 else value
 
 
 def load_manifest(root: Traversable | Path | str | None = None) -> Manifest:

@@ -55,11 +55,19 @@ PARAMS: Mapping[str, Mapping[str, object]] = {
     "constant": {"value": None},
     "nan": {"count": 1},
     "inf": {"count": 1, "sign": 1},
+    "values": {"values": _REQUIRED},
+    "prefix": {"lengths": _REQUIRED},
 }
 """Each distribution and its parameters with their defaults (None: drawn, see :func:`draw`)."""
 
 KINDS: tuple[str, ...] = tuple(PARAMS)
 NONFINITE_KINDS = frozenset({"nan", "inf"})
+LITERAL_KINDS = frozenset({"values", "prefix"})
+"""Distributions that draw nothing: their values are written in the catalog. They are the only
+ones integer and boolean inputs (masks, lengths, counters) take; float inputs may use
+``values`` too."""
+
+Literal = float | int | bool | tuple["Literal", ...]
 
 
 @dataclass(frozen=True)
@@ -67,14 +75,30 @@ class Dist:
     """A distribution and its parameters, as written in a catalog (defaults not filled in)."""
 
     kind: str
-    params: tuple[tuple[str, float | int], ...] = ()
+    params: tuple[tuple[str, Literal], ...] = ()
 
     def get(self, name: str) -> Any:
         given = dict(self.params)
         return given[name] if name in given else PARAMS[self.kind][name]
 
     def to_json(self) -> dict[str, Any]:
-        return {"dist": self.kind, **dict(self.params)}
+        return {"dist": self.kind, **{k: _as_list(v) for k, v in self.params}}
+
+
+def _as_list(value: Literal) -> Any:
+    return [_as_list(v) for v in value] if isinstance(value, tuple) else value
+
+
+def _literal(where: str, name: str, value: object) -> Literal:
+    """A catalog literal (a number, a boolean or a nested list of them) as nested tuples."""
+    if isinstance(value, list):
+        return tuple(_literal(where, name, v) for v in value)
+    if isinstance(value, int):  # booleans included
+        return value
+    if isinstance(value, float) and math.isfinite(value):
+        return value
+    raise ValueError(f"{where}: parameter {name!r}: got {value!r}, expected finite numbers or "
+                     "booleans, possibly in nested lists")
 
 
 def _number(where: str, name: str, value: object, *, integer: bool = False) -> float | int:
@@ -98,14 +122,17 @@ def parse_dist(where: str, raw: object) -> Dist:
     if not isinstance(kind, str) or kind not in PARAMS:
         raise ValueError(f"{where}: unknown distribution {kind!r}, expected one of {list(KINDS)}")
     allowed = PARAMS[kind]
-    params: dict[str, float | int] = {}
+    params: dict[str, Literal] = {}
     for name, value in raw.items():
         if name == "dist":
             continue
         if name not in allowed:
             raise ValueError(f"{where}: distribution {kind!r} has no parameter {name!r}, "
                              f"expected some of {sorted(allowed)}")
-        params[name] = _number(where, name, value, integer=name == "count")
+        if kind in LITERAL_KINDS:
+            params[name] = _literal(where, name, value)
+        else:
+            params[name] = _number(where, name, value, integer=name == "count")
     missing = [n for n, d in allowed.items() if d is _REQUIRED and n not in params]
     if missing:
         raise ValueError(f"{where}: distribution {kind!r} needs parameter(s) {missing}")
@@ -137,18 +164,81 @@ def _check_ranges(where: str, dist: Dist) -> None:
 
 @dataclass(frozen=True)
 class Sample:
-    """One drawn array: ``base`` in float64, times a per-dtype magnitude for tiny and huge."""
+    """One drawn array: ``base`` in float64, times a per-dtype magnitude for tiny and huge.
 
-    base: FloatArray
+    Integer and boolean inputs hold their own dtype (int64, bool) in ``base``; they are stored
+    as they are, never rounded to the dtype under test.
+    """
+
+    base: npt.NDArray[Any]
     scale: float
     """The size of the values' spread; tangents of this input are drawn at this scale."""
     per_dtype: Mapping[str, float] | None = None
 
-    def values(self, dtype: str) -> FloatArray:
+    @property
+    def is_float(self) -> bool:
+        return self.base.dtype == np.float64
+
+    def values(self, dtype: str) -> npt.NDArray[Any]:
         return self.base if self.per_dtype is None else self.base * self.per_dtype[dtype]
 
     def scale_for(self, dtype: str) -> float:
         return self.scale if self.per_dtype is None else self.scale * self.per_dtype[dtype]
+
+
+ELEMENT_TYPES: Mapping[str, type] = {"float": np.float64, "int64": np.int64, "bool": np.bool_}
+"""The kinds of input a reference takes: floats (rounded to each dtype), integers, booleans."""
+
+
+def literal_shape(dist: Dist, where: str) -> tuple[int, ...] | None:
+    """The shape a ``values`` literal gives its input (None for other distributions)."""
+    if dist.kind != "values":
+        return None
+    try:
+        return tuple(np.array(_as_list(dist.get("values")), dtype=object).shape)
+    except ValueError:
+        raise ValueError(f"{where}: 'values' is a ragged nested list, expected a rectangular "
+                         "array") from None
+
+
+def draw_literal(dist: Dist, element: str, shape: tuple[int, ...], where: str) -> Sample:
+    """The array a ``values`` or ``prefix`` distribution writes out (no random draw).
+
+    ``values``: the literal itself, of ``shape``; booleans for a ``bool`` input, integers for an
+    ``int64`` one, numbers for a float one. ``prefix`` (bool inputs of shape ``(N, T)``):
+    ``mask[n, t] = t < lengths[n]``, so row ``n`` holds ``lengths[n]`` valid positions first.
+    """
+    if dist.kind == "prefix":
+        lengths = dist.get("lengths")
+        if element != "bool" or len(shape) != 2:
+            raise ValueError(f"{where}: 'prefix' makes a 2-d boolean mask (N, T), but this input "
+                             f"is {element} of shape {list(shape)}")
+        ok = isinstance(lengths, tuple) and all(
+            isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= shape[1]
+            for v in lengths)
+        if not ok or len(lengths) != shape[0]:
+            raise ValueError(f"{where}: 'lengths': got {_as_list(lengths)!r}, expected "
+                             f"{shape[0]} integers in [0, {shape[1]}] (one per row of the mask)")
+        base = np.arange(shape[1])[None, :] < np.array(lengths, dtype=np.int64)[:, None]
+        return Sample(base, 1.0)
+    raw = np.array(_as_list(dist.get("values")), dtype=object)
+    if raw.shape != shape:
+        raise ValueError(f"{where}: 'values' has shape {list(raw.shape)}, expected "
+                         f"{list(shape)}")
+    flat = list(raw.flat)
+    checks = {"bool": lambda v: isinstance(v, bool),
+              "int64": lambda v: isinstance(v, int) and not isinstance(v, bool)
+              and -2**63 <= v < 2**63,
+              "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)}
+    if element not in checks:
+        raise ValueError(f"{where}: unknown element type {element!r}, expected one of "
+                         f"{sorted(checks)}")
+    bad = [v for v in flat if not checks[element](v)]
+    if bad:
+        expected = {"bool": "true/false", "int64": "integers", "float": "numbers"}[element]
+        raise ValueError(f"{where}: 'values' holds {bad[0]!r}, expected {expected} for this "
+                         f"{element} input")
+    return Sample(np.array(flat, dtype=ELEMENT_TYPES[element]).reshape(shape), 1.0)
 
 
 def draw(dist: Dist, rng: np.random.Generator, shape: tuple[int, ...], where: str) -> Sample:
@@ -161,6 +251,8 @@ def draw(dist: Dist, rng: np.random.Generator, shape: tuple[int, ...], where: st
     at distinct drawn positions replaced by NaN or ``sign * inf``. ``z`` is standard normal.
     """
     k = dist.kind
+    if k in LITERAL_KINDS:
+        return draw_literal(dist, "float", shape, where)
     if k == "normal":
         return Sample(dist.get("loc") + dist.get("scale") * rng.standard_normal(shape),
                       float(dist.get("scale")))

@@ -39,12 +39,22 @@ _NUMPY_DTYPE: Mapping[str, np.dtype[Any]] = {
     "F32": np.dtype(np.float32),
     "F16": np.dtype(np.float16),
     "BF16": np.dtype(ml_dtypes.bfloat16),
+    "I64": np.dtype(np.int64),
+    "BOOL": np.dtype(np.bool_),
 }
 
-__all__ = ["DTYPES", "MANIFEST_NAME", "SCHEMA_NAME", "STORAGE_CODE", "Traversable",
+INTEGER_CODES: Mapping[str, str] = {"int64": "I64", "bool": "BOOL"}
+"""Storage of integer and boolean inputs (masks, lengths, indices, counters): their own
+safetensors code in every file, whatever the dtype under test."""
+
+__all__ = ["DTYPES", "FORMAT_VERSION", "INTEGER_CODES", "MANIFEST_NAME", "SCHEMA_NAME",
+           "STORAGE_CODE", "Traversable",
            "VectorFormatError", "as_path", "decode", "default_cases_root", "default_vectors_root",
            "describe", "encode", "header", "numpy_dtype", "reference_module", "round_to", "sha256",
            "spec_root", "storage_code"]
+
+FORMAT_VERSION = 2
+"""The vector format (spec/FORMAT.md); bumped on any incompatible change."""
 
 MANIFEST_NAME = "manifest.json"
 SCHEMA_NAME = "vector-manifest.schema.json"
