@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 METHODS: tuple[str, ...] = ("batch_norm", "layer_norm", "rms_norm", "instance_norm",
                             "group_norm", "lp_norm", "local_response_norm", "ghost_batch_norm",
-                            "batch_renorm")
+                            "batch_renorm", "mixed_eval_batch_norm", "batch_instance_norm")
 """Methods this adapter translates (all of :data:`normspec.reference.METHODS`)."""
 
 _API: dict[str, str] = {
@@ -40,8 +40,15 @@ _API: dict[str, str] = {
     "batch_renorm": "composed (PyTorch has no batch renormalization): "
                     "torch.nn.functional.batch_norm with weight * r and weight * d + bias, r and "
                     "d detached; see adapters/torch_adapter/batch_renorm.py",
+    "mixed_eval_batch_norm": "composed (PyTorch has no mixed-statistics evaluation): "
+                             "torch.var_mean batch statistics mixed with the running ones; see "
+                             "adapters/torch_adapter/mixed_eval_batch_norm.py",
+    "batch_instance_norm": "composed (PyTorch has no batch-instance norm): the batch_norm and "
+                           "instance_norm translations with weights clamp(rho, 0, 1) * weight "
+                           "and its complement; see adapters/torch_adapter/batch_instance_norm.py",
 }
-_COMPOSED = frozenset({"ghost_batch_norm", "batch_renorm"})
+_COMPOSED = frozenset({"ghost_batch_norm", "batch_renorm", "mixed_eval_batch_norm",
+                       "batch_instance_norm"})
 """Methods PyTorch has no operator for: the result is composed from its primitives."""
 _LRN_HALF_CPU = (
     "; >= 4-d input runs through F.local_response_norm's 3-d path on the (N, C, spatial) view, "

@@ -32,8 +32,10 @@ from .._hyper import axis as _axis
 from .._hyper import integer as _int
 from .._hyper import real as _float
 from .._hyper import required as _required
+from . import batch_instance_norm as _bin
 from . import batch_renorm as _renorm
 from . import ghost_batch_norm as _ghost
+from . import mixed_eval_batch_norm as _mixed
 
 Tensors = Mapping[str, Tensor | None]
 Result = tuple[Tensor, dict[str, Tensor]]
@@ -301,5 +303,10 @@ TRANSLATIONS: dict[str, Translation] = {
                                     _ghost.API, _ghost.ghost_batch_norm),
     "batch_renorm": Translation(("x", "weight", "bias"), ("running_mean", "running_var"),
                                 _renorm.API, _renorm.batch_renorm),
+    "mixed_eval_batch_norm": Translation(("x", "weight", "bias"), ("running_mean", "running_var"),
+                                         _mixed.API, _mixed.mixed_eval_batch_norm),
+    "batch_instance_norm": Translation(("x", "rho", "weight", "bias"),
+                                       ("running_mean", "running_var"), _bin.API,
+                                       _bin.batch_instance_norm),
 }
 """Every method of :data:`normspec.reference.METHODS`, keyed by name."""
