@@ -83,6 +83,9 @@ CASES = (
          {"size": 3, "alpha": 0.1, "beta": 0.75, "k": 1.0}),
     Case("local_response_norm", "size=4-channels-last", (2, 3, 6),
          {"size": 4, "alpha": 0.5, "beta": 0.6, "k": 2.0, "channel_axis": -1}),
+    Case("ghost_batch_norm", "train-tracked-G=2", (4, 3, 2),
+         {"training": True, "eps": 1e-5, "ghost_batch_size": 2, "batch_stat_weight": 0.1,
+          "running_var_estimator": "unbiased"}, ("weight", "bias"), state=True),
 )
 
 FIRST_CASES = tuple(next(c for c in CASES if c.method == m) for m in reference.METHODS)
@@ -147,9 +150,11 @@ def test_adapter_satisfies_the_protocol() -> None:
 def test_every_method_and_dtype_is_supported_on_cpu(method: str, dtype: str) -> None:
     support = ADAPTER.support(method, dtype, "cpu")
     assert support.supported, support.reason
-    composed = method in ("lp_norm", "local_response_norm")
-    assert support.kind == ("composed" if composed else "native")
-    assert ("jax.numpy" if composed else "flax.linen.") in support.reason
+    jnp_only = method in ("lp_norm", "local_response_norm")
+    # ghost_batch_norm: Flax's BatchNorm on a view of the batch, still a composition
+    assert support.kind == ("composed" if jnp_only or method == "ghost_batch_norm"
+                            else "native")
+    assert ("jax.numpy" if jnp_only else "flax.linen.") in support.reason
 
 
 @pytest.mark.parametrize(("method", "dtype", "device", "named"), [
