@@ -138,19 +138,19 @@ def trajectory_rule() -> tuple[str, str]:
     """``(carried_budgets, reason)`` of the table's ``[trajectory]`` entry."""
     entry = _document().get("trajectory", {})
     rule, reason = entry.get("carried_budgets"), str(entry.get("reason", "")).strip()
-    if rule != "position" or not reason:
-        raise ValueError("tolerances.toml: [trajectory] needs carried_budgets = \"position\" "
-                         "and a reason")
+    if rule != "contraction" or not reason:
+        raise ValueError("tolerances.toml: [trajectory] needs carried_budgets = "
+                         "\"contraction\" and a reason")
     return rule, reason
 
 
-def carried_budgets(case: CaseLike) -> int:
-    """How many calls' rounding a trajectory call carries (1 outside trajectories)."""
-    position = int(getattr(case, "trajectory_position", 0))
-    if position <= 1:
-        return 1
-    trajectory_rule()
-    return position
+def carried_budgets(case: CaseLike) -> float:
+    """How many calls' budgets a trajectory call may be off by (1 outside trajectories):
+    the case view's ``carried_budgets`` (see ``normspec.conformance.vectors.manifest``)."""
+    carried = float(getattr(case, "carried_budgets", 1.0))
+    if carried > 1.0:
+        trajectory_rule()
+    return max(carried, 1.0)
 
 
 def budget_entry(method: str, dtype: str, tol_class: str) -> Budget:

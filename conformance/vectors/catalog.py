@@ -326,7 +326,7 @@ def _case(raw: object, index: int, method: str, module: ModuleType, source: str)
         raise ValueError(f"{where}: 'hyper' sets {inputs_named}, which are inputs of {method}, "
                          "not hyperparameters; give them under 'inputs' (e.g. "
                          "inputs.num_batches_tracked = { dist = \"values\", values = 3 })")
-    hyper = _hyper(where, raw_hyper, module, method, partial="step" in raw)
+    hyper = _hyper(where, raw_hyper, module, method, partial="step" in raw or "eval" in raw)
     primals: tuple[str, ...] = tuple(module.PRIMALS)
     present = _string_list(where, "primals", raw.get("primals", list(primals)), primals)
     if "x" not in present:

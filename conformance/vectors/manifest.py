@@ -243,8 +243,9 @@ class VectorCase:
     """Integer and boolean inputs (masks, shard sizes), passed by keyword."""
     trajectory: tuple[VectorStep, ...] = ()
     """A trajectory's training steps then its evaluation (empty: a single call)."""
-    trajectory_position: int = 0
-    """In a :meth:`step_view`: the call's 1-based position in its trajectory (0 otherwise)."""
+    carried_budgets: float = 1.0
+    """In a :meth:`step_view`: how many single-call budgets of rounding error the adapter's
+    state can carry into this call (see :func:`carried_budgets`); 1 outside trajectories."""
     state_scale: Mapping[str, float] = field(default_factory=dict)
     """In a :meth:`step_view`: the largest finite magnitude of each state quantity of the
     reference so far (entering state and this call's update included)."""
@@ -272,7 +273,8 @@ class VectorCase:
                     top = float(finite.max()) if finite.size else 0.0
                     scale[name] = max(scale.get(name, 0.0), top)
         return replace(self, hyper=step.hyper, inputs=_frozen(inputs),
-                       trajectory_position=position, state_scale=_frozen(scale),
+                       carried_budgets=carried_budgets(self.trajectory[:position]),
+                       state_scale=_frozen(scale),
                        cotangent=np.zeros_like(step.x), tangent=_frozen({}),
                        expected=_frozen({f"forward/{k}": v for k, v in step.expected.items()}),
                        tolerance=_frozen({f"forward/{k}": c for k, c in step.tolerance.items()}),
@@ -462,6 +464,31 @@ class Manifest:
             if step["hyper"].get(TRAINING, False):
                 state = {n: _as_input(mine[n], inputs[n]) for n in state}
         return tuple(out)
+
+
+def _update_weight(step: VectorStep) -> float:
+    """The weight ``f`` of the new batch in a training step's state update (0 if unknown)."""
+    weight = step.hyper.get("batch_stat_weight")
+    if weight == "cumulative":
+        counter = step.state_in.get("num_batches_tracked")
+        return 1.0 / (int(counter) + 1) if counter is not None else 0.0
+    return float(weight) if isinstance(weight, (int, float)) else 0.0
+
+
+def carried_budgets(steps: Sequence[VectorStep]) -> float:
+    """``1 + F`` for the last of ``steps``: its own rounding plus what the state carries in.
+
+    The state error after training step k obeys ``E_k = (1 - f_k) E_(k-1) + e_k`` with ``e_k``
+    at most one call's budget, so ``E_k <= F_k`` budgets with ``F_k = 1 + (1 - f_k) F_(k-1)``
+    (``F_0 = 0``): at most k budgets, fewer when updates forget (``f = 1`` keeps none, the
+    cumulative average keeps ``(k + 1) / 2``). A call depends on the state it enters with,
+    ``F`` of the steps before it, and adds its own rounding.
+    """
+    carried = 0.0
+    for step in steps[:-1]:
+        if step.hyper.get("training", False):
+            carried = 1.0 + (1.0 - _update_weight(step)) * carried
+    return 1.0 + carried
 
 
 def _as_input(value: FloatArray, like: npt.NDArray[Any]) -> npt.NDArray[Any]:

@@ -343,3 +343,61 @@ class Timed(ReferenceAdapter):
 
 
 TIMED = Timed()
+
+
+class OwnState(ReferenceAdapter):
+    """Marks the state it returns (a relative 2^-28, inside float32's budget) and raises when a
+    step is not fed exactly the state it returned from the step before, which a runner that
+    threads the reference's state instead would do."""
+
+    name = "fake_own_state"
+    MARK = 1.0 + 2.0**-28
+
+    def __init__(self) -> None:
+        self._last: dict[str, Array] = {}
+
+    def forward(self, method: str, inputs: Mapping[str, Any], hyper: Mapping[str, Any], *,
+                dtype: str, device: str) -> dict[str, Array]:
+        given = {k: inputs[k] for k in ("running_mean", "running_var") if k in inputs}
+        if self._last and set(given) == set(self._last) and all(
+                given[k].shape == self._last[k].shape for k in given):
+            # the reference's own state is this adapter's last one without the mark
+            unmarked = all(np.allclose(given[k], self._last[k] / self.MARK, rtol=1e-12,
+                                       atol=0.0) for k in given)
+            exact = all(np.array_equal(given[k], self._last[k]) for k in given)
+            if unmarked and not exact:
+                raise RuntimeError("fed the reference's state instead of the one this adapter "
+                                   "returned")
+        out = super().forward(method, inputs, hyper, dtype=dtype, device=device)
+        if "running_var" in out:
+            out["running_var"] = out["running_var"] * self.MARK
+            out["running_mean"] = out["running_mean"] * self.MARK
+            self._last = {k: out[k] for k in ("running_mean", "running_var")}
+        return out
+
+
+class FailingStep(ReferenceAdapter):
+    """Raises on the third training call of a trajectory (counter 2 on a fresh start)."""
+
+    name = "fake_failing_step"
+
+    def forward(self, method: str, inputs: Mapping[str, Any], hyper: Mapping[str, Any], *,
+                dtype: str, device: str) -> dict[str, Array]:
+        if hyper.get("training") and int(np.asarray(inputs.get("num_batches_tracked", 0))) == 2:
+            raise RuntimeError("deliberate failure at the third step")
+        return super().forward(method, inputs, hyper, dtype=dtype, device=device)
+
+
+class NoRunningVar(ReferenceAdapter):
+    """Declares the running variance not produced, as ONNX does for the unbiased one."""
+
+    name = "fake_no_running_var"
+
+    def support(self, method: str, dtype: str, device: str) -> Support:
+        return Support(True, kind="composed", reason="the float64 reference",
+                       not_produced={"forward/running_var": "deliberately not produced"})
+
+
+OWN_STATE = OwnState()
+FAILING_STEP = FailingStep()
+NO_RUNNING_VAR = NoRunningVar()
