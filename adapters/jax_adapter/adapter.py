@@ -66,7 +66,7 @@ def _prepare(method: str, inputs: Mapping[str, Array | None], hyper: Mapping[str
     t = _translation(method)
     dt = _runtime.check_dtype(dtype)
     dev = _runtime.jax_device(device)
-    known = (*t.primals, *t.state, "num_batches_tracked")
+    known = (*t.primals, *t.state, *t.constants, "num_batches_tracked")
     unknown = sorted(set(inputs) - set(known))
     if unknown:
         raise TypeError(f"argument 'inputs': got unexpected names {unknown} for {method}, "
@@ -83,6 +83,11 @@ def _prepare(method: str, inputs: Mapping[str, Array | None], hyper: Mapping[str
                for k in t.primals if inputs.get(k) is not None}
     state = {k: _runtime.to_jax(k, inputs[k], state_dt, dev)
              for k in t.state if inputs.get(k) is not None}
+    if t.constants:  # integer and boolean inputs (a mask) travel with the state, own dtype
+        import jax
+
+        state.update({k: jax.device_put(np.asarray(inputs[k]), dev)
+                      for k in t.constants if inputs.get(k) is not None})
     return _Call(method, dtype, hyper_key(hyper), primals, state, dt, dev)
 
 

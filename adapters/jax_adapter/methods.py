@@ -46,6 +46,7 @@ import numpy as np
 from ..protocol import Kind
 from . import batch_renorm as _renorm
 from . import ghost_batch_norm as _ghost
+from . import sequence_batch_norm as _seq
 
 if TYPE_CHECKING:
     import jax
@@ -75,6 +76,8 @@ class Translation:
         default=_always_as_declared)
     """``(hyper, state inputs present) ->`` why that case is ``composed`` although the method
     is native, or None when it runs as :attr:`kind` says."""
+    constants: tuple[str, ...] = ()
+    """Integer and boolean inputs (a padding mask): arrays of their own dtype, next to ``state``."""
 
 
 def _axis(name: str, axis: object, ndim: int) -> int:
@@ -344,5 +347,9 @@ TRANSLATIONS: Mapping[str, Translation] = {
                                     _ghost.ghost_batch_norm, state=("running_mean", "running_var")),
     "batch_renorm": Translation("composed", _renorm.API, ("x", "weight", "bias"),
                                 _renorm.batch_renorm, state=("running_mean", "running_var")),
+    "sequence_batch_norm": Translation(
+        "native", _seq.API, ("x", "weight", "bias"), _seq.sequence_batch_norm,
+        state=("running_mean", "running_var"), composed_when=_seq.composed_when,
+        constants=("mask",)),
 }
 """Every method the adapter runs, keyed by the reference's method name."""

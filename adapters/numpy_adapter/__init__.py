@@ -53,6 +53,7 @@ from ._mixed_eval import MIXED_EVAL_BATCH_NORM
 from ._moments import GROUP_NORM, INSTANCE_NORM, LAYER_NORM, RMS_NORM
 from ._numerics import MethodImpl, Normalized, Numerics
 from ._precision import Num, Precision, precision
+from ._sequence_batch_norm import SEQUENCE_BATCH_NORM
 from ._sync_batch_norm import SYNC_BATCH_NORM
 
 METHODS: dict[str, MethodImpl] = {
@@ -68,6 +69,7 @@ METHODS: dict[str, MethodImpl] = {
     "sync_batch_norm": SYNC_BATCH_NORM,
     "mixed_eval_batch_norm": MIXED_EVAL_BATCH_NORM,
     "batch_instance_norm": BATCH_INSTANCE_NORM,
+    "sequence_batch_norm": SEQUENCE_BATCH_NORM,
 }
 """The methods this adapter implements."""
 

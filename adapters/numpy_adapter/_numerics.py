@@ -125,6 +125,19 @@ class Numerics:
             return unbiased
         return var
 
+    def sequence_stat_mask(self, mask: Num) -> Num:
+        """sequence_batch_norm: the positions that enter the statistics, the valid frames."""
+        return mask
+
+    def sequence_count(self, stat_mask: Num, axes: tuple[int, ...]) -> Num:
+        """sequence_batch_norm: values per statistic, the counted positions (keep-dims)."""
+        count: Num = np.sum(stat_mask, axis=axes, keepdims=True)
+        return count
+
+    def sequence_grad_mask(self, mask: Num) -> Num:
+        """sequence_batch_norm: where gradients flow, the valid frames (padding gets 0)."""
+        return mask
+
     def merge_moments(self, counts: Sequence[int], means: Sequence[Num], m2s: Sequence[Num]
                       ) -> tuple[Num, Num]:
         """sync_batch_norm: the workers' ``(n_i, mean_i, M2_i)`` merged into the global

@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 
 METHODS: tuple[str, ...] = ("batch_norm", "layer_norm", "rms_norm", "instance_norm",
                             "group_norm", "lp_norm", "local_response_norm", "ghost_batch_norm",
-                            "batch_renorm", "mixed_eval_batch_norm", "batch_instance_norm")
+                            "batch_renorm", "mixed_eval_batch_norm", "batch_instance_norm",
+                            "sequence_batch_norm")
 """Methods this adapter translates (all of :data:`normspec.reference.METHODS`)."""
 
 _API: dict[str, str] = {
@@ -46,9 +47,12 @@ _API: dict[str, str] = {
     "batch_instance_norm": "composed (PyTorch has no batch-instance norm): the batch_norm and "
                            "instance_norm translations with weights clamp(rho, 0, 1) * weight "
                            "and its complement; see adapters/torch_adapter/batch_instance_norm.py",
+    "sequence_batch_norm": "composed (PyTorch has no masked batch norm): F.batch_norm on the "
+                           "valid frames (sequence-wise) or masked sums (frame-wise); see "
+                           "adapters/torch_adapter/sequence_batch_norm.py",
 }
 _COMPOSED = frozenset({"ghost_batch_norm", "batch_renorm", "mixed_eval_batch_norm",
-                       "batch_instance_norm"})
+                       "batch_instance_norm", "sequence_batch_norm"})
 """Methods PyTorch has no operator for: the result is composed from its primitives."""
 _LRN_HALF_CPU = (
     "; >= 4-d input runs through F.local_response_norm's 3-d path on the (N, C, spatial) view, "
@@ -96,7 +100,8 @@ class _Call:
 
     @property
     def constants(self) -> dict[str, torch.Tensor | None]:
-        return {n: self.tensors.get(n) for n in self.translation.state}
+        return {n: self.tensors.get(n)
+                for n in (*self.translation.state, *self.translation.constants)}
 
     def primal_values(self) -> list[torch.Tensor]:
         return [t for n in self.live if (t := self.tensors[n]) is not None]
@@ -249,7 +254,7 @@ class TorchAdapter:
         if (count := inputs.pop("num_batches_tracked", None)) is not None:
             hyper["num_batches_tracked"] = int(np.asarray(count).item())
         allowed = (*translation.primals, *translation.state)
-        unknown = sorted(set(inputs) - set(allowed))
+        unknown = sorted(set(inputs) - set(allowed) - set(translation.constants))
         if unknown:
             raise ValueError(f"argument 'inputs': got keys {unknown} that {method} does not take, "
                              f"expected a subset of {list(allowed)}")
@@ -260,6 +265,9 @@ class TorchAdapter:
             n: None if (v := inputs.get(n)) is None else _to_tensor(f"inputs[{n!r}]", v, tdtype,
                                                                      tdevice)
             for n in allowed}
+        # integer and boolean inputs (a padding mask) keep their own dtype
+        tensors.update({n: None if (v := inputs.get(n)) is None else th.as_tensor(
+            np.array(v), device=tdevice) for n in translation.constants})
         return _Call(translation, tensors, hyper, tdtype, tdevice)
 
     @staticmethod

@@ -36,6 +36,7 @@ from . import batch_instance_norm as _bin
 from . import batch_renorm as _renorm
 from . import ghost_batch_norm as _ghost
 from . import mixed_eval_batch_norm as _mixed
+from . import sequence_batch_norm as _seq
 
 Tensors = Mapping[str, Tensor | None]
 Result = tuple[Tensor, dict[str, Tensor]]
@@ -55,6 +56,8 @@ class Translation:
     state: tuple[str, ...]
     api: str
     run: Callable[[Tensors, Mapping[str, Any], bool], Result]
+    constants: tuple[str, ...] = ()
+    """Integer and boolean inputs (a padding mask): tensors of their own dtype, never rounded."""
 
 
 def _x(t: Tensors) -> Tensor:
@@ -308,5 +311,7 @@ TRANSLATIONS: dict[str, Translation] = {
     "batch_instance_norm": Translation(("x", "rho", "weight", "bias"),
                                        ("running_mean", "running_var"), _bin.API,
                                        _bin.batch_instance_norm),
+    "sequence_batch_norm": Translation(("x", "weight", "bias"), ("running_mean", "running_var"),
+                                       _seq.API, _seq.sequence_batch_norm, ("mask",)),
 }
 """Every method of :data:`normspec.reference.METHODS`, keyed by name."""
