@@ -86,7 +86,8 @@ def test_carried_budgets_follow_the_contraction_of_the_update() -> None:
 def test_runner_feeds_the_adapter_its_own_state_and_passes_it() -> None:
     results = [r for r in _run("fakes.adapters:OWN_STATE", dtypes=("float32",))
                if r.status != "skip"]  # cases limited to other dtypes
-    assert len(results) >= 24 and all(r.status == "pass" for r in results), [
+    assert len(results) >= 24
+    assert all(r.status == "pass" for r in results), [
         (r.id, r.message[:200]) for r in results if r.status != "pass"]
 
 
@@ -106,7 +107,8 @@ def test_threading_the_reference_state_is_caught(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(runner_module, "_next_state", reference_state)
     results = _run("fakes.adapters:OWN_STATE", dtypes=("float32",))
     errors = [r for r in results if r.status == "error"]
-    assert errors and all("reference's state" in r.message for r in errors)
+    assert errors
+    assert all("reference's state" in r.message for r in errors)
 
 
 def test_a_failing_step_ends_the_trajectory_with_its_label() -> None:
@@ -120,7 +122,8 @@ def test_a_failing_step_ends_the_trajectory_with_its_label() -> None:
 def test_an_adapter_that_produces_no_state_is_declined_not_failed() -> None:
     results = _run("fakes.adapters:NO_RUNNING_VAR", dtypes=("float64",),
                    cases=("traj-ema-biased",))
-    assert results and all(r.status == "skip" for r in results)
+    assert results
+    assert all(r.status == "skip" for r in results)
     assert all("forward/running_var" in r.message and "feeds to the next" in r.message
                for r in results)
 
@@ -128,7 +131,8 @@ def test_an_adapter_that_produces_no_state_is_declined_not_failed() -> None:
 def test_state_kept_wider_than_the_dtype_is_fed_back_as_it_was_returned() -> None:
     # the numpy adapter keeps half-precision running statistics in float32, as frameworks do
     results = _run("numpy", dtypes=("float16", "bfloat16"))
-    assert results and all(r.status in ("pass", "skip") for r in results)
+    assert results
+    assert all(r.status in ("pass", "skip") for r in results)
 
 
 BASE = '''method = "batch_norm"
@@ -155,7 +159,7 @@ SINGLE = BASE.replace("hyper = { eps", "hyper = { training = true, eps")
     ('eval = {}', "'eval' without [[case.step]] tables"),
 ])
 def test_bad_trajectories_are_rejected_naming_the_case(extra: str, message: str) -> None:
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(ValueError, match=r"x\.toml: case 't'") as info:
         parse_catalog(BASE + extra + "\n", "x.toml")
     assert "x.toml: case 't'" in str(info.value)
     assert message in str(info.value)
@@ -176,7 +180,8 @@ def test_a_method_without_state_has_no_trajectory() -> None:
 
 @pytest.mark.parametrize(("inputs", "message"), [
     ('{ num_batches_tracked = { dist = "values", values = 2.5 } }', "expected integers"),
-    ('{ num_batches_tracked = { dist = "values", values = [1, 2] } }', "expected one integer, got shape [2]"),
+    ('{ num_batches_tracked = { dist = "values", values = [1, 2] } }',
+     "expected one integer, got shape [2]"),
     ('{ num_batches_tracked = "normal" }', "expected one of ['prefix', 'values']"),
     ('{ running_var = { dist = "values", values = [1, 2] } }', "expected [3]"),
 ])
@@ -184,7 +189,7 @@ def test_bad_literal_inputs_are_rejected(inputs: str, message: str, tmp_path: Pa
     text = SINGLE + f"inputs = {inputs}\n"
     from normspec.conformance.vectors.generate import build_method
 
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(ValueError, match=r"x\.toml: case 't'") as info:
         build_method(parse_catalog(text, "x.toml"))
     assert message in str(info.value)
 
@@ -218,4 +223,5 @@ def test_a_version_1_manifest_is_refused_with_what_changed(tmp_path: Path) -> No
         load_manifest(tmp_path)
     text = str(info.value)
     assert "format version 1, but this normspec reads format version 2" in text
-    assert "num_batches_tracked" in text and "normspec vectors build" in text
+    assert "num_batches_tracked" in text
+    assert "normspec vectors build" in text
