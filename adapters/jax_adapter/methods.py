@@ -44,8 +44,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..protocol import Kind
+from . import batch_instance_norm as _bin
 from . import batch_renorm as _renorm
 from . import ghost_batch_norm as _ghost
+from . import mixed_eval_batch_norm as _mixed
 from . import sequence_batch_norm as _seq
 
 if TYPE_CHECKING:
@@ -351,5 +353,11 @@ TRANSLATIONS: Mapping[str, Translation] = {
         "native", _seq.API, ("x", "weight", "bias"), _seq.sequence_batch_norm,
         state=("running_mean", "running_var"), composed_when=_seq.composed_when,
         constants=("mask",)),
+    "mixed_eval_batch_norm": Translation("composed", _mixed.API, ("x", "weight", "bias"),
+                                         _mixed.mixed_eval_batch_norm,
+                                         state=("running_mean", "running_var")),
+    "batch_instance_norm": Translation("composed", _bin.API, ("x", "rho", "weight", "bias"),
+                                       _bin.batch_instance_norm,
+                                       state=("running_mean", "running_var")),
 }
 """Every method the adapter runs, keyed by the reference's method name."""
