@@ -63,7 +63,8 @@ ACCUMULATION: dict[str, str] = {
 """The narrowest accumulation type the spec accepts for reductions in each dtype."""
 
 CENTERED = frozenset({"batch_norm", "layer_norm", "instance_norm", "group_norm",
-                      "ghost_batch_norm", "mixed_eval_batch_norm", "batch_instance_norm"})
+                      "ghost_batch_norm", "mixed_eval_batch_norm", "batch_instance_norm",
+                      "batch_renorm"})
 """Methods that subtract a mean: their error is amplified by kappa = 1 + |mean| * rstd."""
 
 MAX_FIRST_INDICES = 5
