@@ -8,12 +8,16 @@ to inherit) and is found through the entry-point group ``normspec.adapters`` or 
 
 Conventions that hold for every call:
 
-* Arrays cross the boundary as NumPy ``float64``. Every input value is exactly representable in
-  ``dtype`` (the vectors round inputs to the dtype first), so converting to the framework's tensor
-  in ``dtype`` is exact. Results are converted back to ``float64`` *after* the framework computed
+* Float arrays cross the boundary as NumPy ``float64``. Every input value is exactly
+  representable in ``dtype`` (the vectors round inputs to the dtype first), so converting to the
+  framework's tensor in ``dtype`` is exact, except running state fed back along a trajectory:
+  it is what the adapter itself returned from the step before, in whatever precision it keeps
+  its state. Integer and boolean inputs (the step counter ``num_batches_tracked`` as a 0-d
+  ``int64`` array, masks, shard sizes) cross as ``int64`` and ``bool`` arrays. Results are converted back to ``float64`` *after* the framework computed
   them in ``dtype``; never compute in a wider type than the framework itself would.
 * ``method`` is a name from :data:`normspec.reference.METHODS`; ``inputs`` maps the reference's
-  argument names (its ``PRIMALS`` plus state inputs such as ``running_mean``) to arrays or None;
+  argument names (its ``PRIMALS``, its state such as ``running_mean`` and the counter, and its
+  integer or boolean constants) to arrays or None;
   ``hyper`` holds the reference's canonical keyword hyperparameters. The adapter translates them to
   the framework's own conventions explicitly (momentum direction, unbiased running variance, LRN
   alpha/size, eps placement and defaults); a tolerance never absorbs a convention.
