@@ -64,7 +64,7 @@ ACCUMULATION: dict[str, str] = {
 
 CENTERED = frozenset({"batch_norm", "layer_norm", "instance_norm", "group_norm",
                       "ghost_batch_norm", "mixed_eval_batch_norm", "batch_instance_norm",
-                      "batch_renorm"})
+                      "batch_renorm", "sync_batch_norm"})
 """Methods that subtract a mean: their error is amplified by kappa = 1 + |mean| * rstd."""
 
 MAX_FIRST_INDICES = 5
@@ -213,7 +213,7 @@ def reduction_size(case: CaseLike) -> int:
     for key, stat in _forward(case).items():
         if key not in ("y", "num_batches_tracked") and 0 < stat.size < x.size:
             return max(x.size // stat.size, 1)
-    if case.method == "batch_norm":  # evaluation: no batch statistics in the vector
+    if case.method in ("batch_norm", "sync_batch_norm"):  # evaluation: no batch statistics
         channels = case.inputs["running_mean"].size
         return max(x.size // max(channels, 1), 1)
     return 1
