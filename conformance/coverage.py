@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from typing import Any
 
@@ -44,10 +44,12 @@ _ROUND: Mapping[str, npt.DTypeLike] = {
 
 @dataclass(frozen=True)
 class Sample:
-    """One catalog case in one dtype, with its vectors."""
+    """One catalog case in one dtype, with its vectors; for a trajectory, one of its calls
+    (``step`` names it; ``spec`` and ``vector`` are then that call's single-call views)."""
 
     spec: CaseSpec
     vector: VectorCase
+    step: str = ""
 
     @property
     def dtype(self) -> str:
@@ -101,6 +103,11 @@ def reduced_axes(spec: CaseSpec) -> tuple[int, ...]:
     c = channel_axis(spec)
     if method == "batch_norm":
         return tuple(i for i in range(nd) if i != c) if spec.hyper["training"] is True else ()
+    if method == "ghost_batch_norm":  # a ghost batch's samples (axis 0, in part) and space
+        if spec.hyper["training"] is not True:
+            return ()
+        return tuple(i for i in range(nd)
+                     if i != c and (i != 0 or spec.hyper["ghost_batch_size"] != 1))
     spatial = tuple(i for i in range(1, nd) if i != c)
     if method == "group_norm" and spec.shape[c] != spec.hyper["groups"]:
         return (c, *spatial)  # the channels of one group are reduced together
@@ -114,9 +121,13 @@ def reduction_size(spec: CaseSpec) -> int | None:
         assert isinstance(size, int)
         return size
     axes = reduced_axes(spec)
-    if spec.method == "batch_norm" and spec.hyper["training"] is not True:
+    if spec.method in ("batch_norm", "ghost_batch_norm") and spec.hyper["training"] is not True:
         return None
     n = math.prod(spec.shape[i] for i in axes)
+    if spec.method == "ghost_batch_norm" and 0 in axes:
+        size = spec.hyper["ghost_batch_size"]
+        assert isinstance(size, int)
+        n = n // spec.shape[0] * size
     if spec.method == "group_norm":
         groups = spec.hyper["groups"]
         assert isinstance(groups, int)
@@ -196,9 +207,7 @@ def _batch_stat_weight(s: Sample) -> float:
         return 0.0
     weight = s.spec.hyper["batch_stat_weight"]
     if weight == "cumulative":
-        tracked = s.spec.hyper.get("num_batches_tracked", 0)
-        assert isinstance(tracked, int)
-        return 1.0 / (tracked + 1)
+        return 1.0 / (counter(s) + 1)
     assert isinstance(weight, (int, float))
     return float(weight)
 
@@ -231,9 +240,33 @@ def estimator(kind: str) -> Predicate:
     return test
 
 
+def counter(s: Sample) -> int:
+    """The step counter the call starts from (0 without state)."""
+    value = s.vector.inputs.get("num_batches_tracked")
+    return 0 if value is None else int(value)
+
+
+def trajectory(kind: str) -> Predicate:
+    """A training step of a trajectory with the ``kind`` running variance estimator: the state
+    it updates is the one the implementation returned from the step before."""
+    def test(s: Sample) -> bool:
+        return (s.step.startswith("step")
+                and s.spec.hyper.get("running_var_estimator") == kind)
+    return test
+
+
+def ghosts(check: Callable[[int, int], bool]) -> Predicate:
+    """ghost_batch_norm in training whose ghost count G and batch size N pass ``check(G, N)``."""
+    def test(s: Sample) -> bool:
+        size = s.spec.hyper.get("ghost_batch_size")
+        return training(s) and isinstance(size, int) and check(s.spec.shape[0] // size,
+                                                               s.spec.shape[0])
+    return test
+
+
 def cumulative(later: bool) -> Predicate:
     def test(s: Sample) -> bool:
-        tracked = s.spec.hyper.get("num_batches_tracked", 0)
+        tracked = counter(s)
         return (training(s) and bool(s.spec.state)
                 and s.spec.hyper.get("batch_stat_weight") == "cumulative"
                 and (tracked != 0) == later)
@@ -364,9 +397,44 @@ COVERAGE: Mapping[str, tuple[Row, ...]] = {
             momentum_direction, minimum=2),
         Row("batch_stat_weight = 0", "the running statistics do not move",
             both(training, hyper("batch_stat_weight", lambda f: f == 0.0))),
+        Row("trajectory, biased", "5+ training steps, each from the implementation's own "
+            "state, then evaluation", trajectory("biased"), minimum=2),
+        Row("trajectory, unbiased", "the same with the unbiased running variance",
+            trajectory("unbiased"), minimum=2),
         Row("running_var = 0 (evaluation)", "eps alone bounds the output",
             lambda s: not training(s) and s.spec.dists.get("running_var") is not None
             and s.spec.dists["running_var"].kind == "constant"),
+        *_SIZE_ROWS, *_AFFINE_ROWS, *_EPS_ROWS[:1], *_DIST_ROWS,
+    ),
+    "ghost_batch_norm": (
+        Row("training", "per-ghost-batch statistics", training),
+        Row("evaluation", "running statistics normalize; the batch is not split",
+            hyper("training", lambda t: t is False)),
+        Row("several ghost batches", "1 < G: each slice has its own statistics, and the "
+            "running update averages G of them", ghosts(lambda g, n: g > 1), minimum=2),
+        Row("one ghost batch", "ghost_batch_size = N: batch norm", ghosts(lambda g, n: g == 1)),
+        Row("ghost batches of one sample", "ghost_batch_size = 1: per-sample statistics",
+            ghosts(lambda g, n: g == n), minimum=2, signal=False),
+        Row("evaluation, N not a multiple", "evaluation does not split the batch",
+            lambda s: not training(s)
+            and s.spec.shape[0] % int(str(s.spec.hyper["ghost_batch_size"])) != 0),
+        _SEVERAL_AXES, *_CHANNEL_ROWS,
+        Row("unbiased running variance", "mean ghost var * n/(n-1), n of one ghost batch",
+            estimator("unbiased"), minimum=2),
+        Row("biased running variance", "the mean within-ghost variance", estimator("biased"),
+            minimum=2),
+        Row("cumulative, first batch", "f = 1: the ghost averages replace the state",
+            cumulative(later=False), minimum=2),
+        Row("cumulative, later batch", "f = 1/(num_batches_tracked+1), counted in steps",
+            cumulative(later=True), minimum=2),
+        Row("batch_stat_weight direction", "a numeric f != 1 - f: the weight of the new "
+            "statistics", momentum_direction, minimum=2),
+        Row("batch_stat_weight = 0", "the running statistics do not move",
+            both(training, hyper("batch_stat_weight", lambda f: f == 0.0))),
+        Row("trajectory, biased", "5+ training steps, each from the implementation's own "
+            "state, then evaluation", trajectory("biased"), minimum=2),
+        Row("trajectory, unbiased", "the same with the unbiased running variance",
+            trajectory("unbiased"), minimum=2),
         *_SIZE_ROWS, *_AFFINE_ROWS, *_EPS_ROWS[:1], *_DIST_ROWS,
     ),
     "layer_norm": (
@@ -462,11 +530,25 @@ def _manifest() -> Manifest:
 
 
 def samples(method: str, manifest: Manifest | None = None) -> dict[str, tuple[Sample, ...]]:
-    """dtype -> every case of the catalog that has vectors in that dtype."""
+    """dtype -> every case of the catalog that has vectors in that dtype (a trajectory as
+    one sample per call)."""
     manifest = _manifest() if manifest is None else manifest
     specs = {c.name: c for c in load_catalog(method).cases}
-    return {dtype: tuple(Sample(specs[v.name], v) for v in manifest.cases(method, dtype))
+    return {dtype: tuple(s for v in manifest.cases(method, dtype)
+                         for s in _calls(specs[v.name], v))
             for dtype in manifest.dtypes(method)}
+
+
+def _calls(spec: CaseSpec, vector: VectorCase) -> tuple[Sample, ...]:
+    if not vector.trajectory:
+        return (Sample(spec, vector),)
+    out = []
+    for step, call in zip(spec.steps, vector.trajectory, strict=True):
+        single = replace(spec, shape=step.shape, hyper=step.hyper, steps=(),
+                         shapes={**spec.shapes, "x": step.shape},
+                         dists={**spec.dists, "x": step.dist})
+        out.append(Sample(single, vector.step_view(call), step.label))
+    return tuple(out)
 
 
 def method_coverage(method: str, manifest: Manifest | None = None) -> MethodCoverage:
@@ -474,16 +556,20 @@ def method_coverage(method: str, manifest: Manifest | None = None) -> MethodCove
     if method not in COVERAGE:
         raise ValueError(f"argument 'method': got {method!r}, expected one of {list(COVERAGE)}")
     by_dtype = samples(method, manifest)
-    flat = {d: {s.spec.name for s in ss if degenerate(s)} for d, ss in by_dtype.items()}
+    flat = {d: {s.spec.name for s in ss if degenerate(s)}
+            - {s.spec.name for s in ss if not degenerate(s)} for d, ss in by_dtype.items()}
     rows = []
     for row in COVERAGE[method]:
         counted: dict[str, tuple[str, ...]] = {}
         dropped: dict[str, tuple[str, ...]] = {}
         for dtype in row.dtypes:
-            hits = [s.spec.name for s in by_dtype.get(dtype, ()) if row.test(s)]
-            keep = [n for n in hits if not row.signal or n not in flat[dtype]]
+            hits = [s for s in by_dtype.get(dtype, ()) if row.test(s)]
+            # a case counts once, through any of its calls whose output carries its input
+            keep = list(dict.fromkeys(s.spec.name for s in hits
+                                      if not row.signal or not degenerate(s)))
             counted[dtype] = tuple(keep)
-            dropped[dtype] = tuple(n for n in hits if n not in keep)
+            dropped[dtype] = tuple(dict.fromkeys(s.spec.name for s in hits
+                                                 if s.spec.name not in keep))
         rows.append(RowCoverage(row, counted, dropped))
     return MethodCoverage(method, tuple(rows),
                           {d: tuple(sorted(v)) for d, v in flat.items() if v})

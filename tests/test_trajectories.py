@@ -55,7 +55,7 @@ def test_catalog_trajectories_cover_what_the_issue_lists() -> None:
     manifest = load_manifest()
     specs = [c for c in manifest.data["methods"]["batch_norm"]["cases"] if "trajectory" in c]
     estimators = [c["hyper"]["running_var_estimator"] for c in specs]
-    assert estimators.count("biased") == estimators.count("unbiased") >= 6
+    assert estimators.count("biased") >= estimators.count("unbiased") >= 6
     assert all(len(c["trajectory"]) >= 6 for c in specs)  # >= 5 steps, then evaluation
     weights = {c["hyper"]["batch_stat_weight"] for c in specs}
     assert {0.0, 1.0, "cumulative"} <= weights
