@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..protocol import DTYPES, Array, Support
+from .distributed import DISTRIBUTED
+from .distributed import METHODS as _DISTRIBUTED
 
 if TYPE_CHECKING:
     import torch
@@ -24,7 +26,7 @@ if TYPE_CHECKING:
 METHODS: tuple[str, ...] = ("batch_norm", "layer_norm", "rms_norm", "instance_norm",
                             "group_norm", "lp_norm", "local_response_norm", "ghost_batch_norm",
                             "batch_renorm", "mixed_eval_batch_norm", "batch_instance_norm",
-                            "sequence_batch_norm")
+                            "sync_batch_norm", "sequence_batch_norm")
 """Methods this adapter translates (all of :data:`normspec.reference.METHODS`)."""
 
 _API: dict[str, str] = {
@@ -175,6 +177,8 @@ class TorchAdapter:
             why = ("torch.cuda.is_available() is False" if device == "cuda"
                    else f"unknown device {device!r}")
             return Support(False, reason=f"device {device!r} unavailable: {why}")
+        if method in _DISTRIBUTED:  # real ranks: see distributed.py
+            return DISTRIBUTED.support(method, dtype, device)
         reason = _API[method]
         if method == "local_response_norm" and device == "cpu" and dtype in ("float16",
                                                                               "bfloat16"):
@@ -190,6 +194,8 @@ class TorchAdapter:
         from torch primitives (never by rescaling PyTorch's unbiased value).
         """
         base = self.support(method, dtype, device)
+        if base.supported and method in _DISTRIBUTED:
+            return DISTRIBUTED.case_support(method, inputs, hyper, dtype=dtype, device=device)
         if (base.supported and method == "batch_norm" and is_tracking(inputs, hyper)
                 and hyper.get("running_var_estimator") == "biased"):
             return Support(True, "composed", _BIASED_RUNNING_VAR)
@@ -200,6 +206,8 @@ class TorchAdapter:
     def forward(self, method: str, inputs: Mapping[str, Array | None], hyper: Mapping[str, Any],
                 *, dtype: str, device: str) -> dict[str, Array]:
         """``{"y": ...}`` plus the statistics and updated state PyTorch exposes."""
+        if method in _DISTRIBUTED:
+            return DISTRIBUTED.call("forward", method, inputs, hyper, dtype=dtype, device=device)
         call = self._prepare(method, inputs, hyper, dtype, device)
         with _torch().no_grad():
             y, stats = call.translation.run(call.tensors, call.hyper, True)
@@ -210,6 +218,9 @@ class TorchAdapter:
         """Gradient of ``sum(cotangent * y)`` for each differentiable input that is not None."""
         from . import autodiff
 
+        if method in _DISTRIBUTED:
+            return DISTRIBUTED.call("vjp", method, inputs, hyper, dtype=dtype, device=device,
+                                    cotangent=cotangent)
         call = self._prepare(method, inputs, hyper, dtype, device)
         fn = autodiff.bind(call.translation, call.live, call.constants, call.hyper)
         grads = autodiff.vjp(fn, call.primal_values(), call.tensor("cotangent", cotangent))
@@ -220,6 +231,9 @@ class TorchAdapter:
         """Directional derivative of ``y`` along ``tangent``; missing keys are zero."""
         from . import autodiff
 
+        if method in _DISTRIBUTED:
+            return DISTRIBUTED.call("jvp", method, inputs, hyper, dtype=dtype, device=device,
+                                    tangent=tangent)["y"]
         call = self._prepare(method, inputs, hyper, dtype, device)
         fn = autodiff.bind(call.translation, call.live, call.constants, call.hyper)
         return _to_numpy(autodiff.jvp(fn, call.primal_values(), self._tangents(call, tangent)))
@@ -230,6 +244,9 @@ class TorchAdapter:
         """Derivative of :meth:`vjp` (``cotangent`` fixed) along ``tangent``; keys as in vjp."""
         from . import autodiff
 
+        if method in _DISTRIBUTED:
+            return DISTRIBUTED.call("second_order", method, inputs, hyper, dtype=dtype,
+                                    device=device, cotangent=cotangent, tangent=tangent)
         call = self._prepare(method, inputs, hyper, dtype, device)
         fn = autodiff.bind(call.translation, call.live, call.constants, call.hyper)
         out = autodiff.second_order(fn, call.primal_values(), call.tensor("cotangent", cotangent),
