@@ -128,16 +128,17 @@ class Children:
     def request(self, messages: Sequence[Any], timeout: float) -> list[Any]:
         """Send ``messages[i]`` to child ``i`` and return their answers, in order.
 
+        Fewer messages than children address the first ones only; the others stay idle.
         Raises :class:`ChildError` (and closes the group) when a child raises, dies or does not
         answer within ``timeout`` seconds.
         """
-        if len(messages) != self.count:
-            raise ValueError(f"argument 'messages': got {len(messages)}, expected one per child "
-                             f"({self.count})")
+        if not 1 <= len(messages) <= self.count:
+            raise ValueError(f"argument 'messages': got {len(messages)}, expected 1 to "
+                             f"{self.count} (one per child addressed)")
         if not self.alive:
             self.close()
             self.start()
-        for conn, message in zip(self._conns, messages, strict=True):
+        for conn, message in zip(self._conns, messages, strict=False):
             try:
                 conn.send(message)
             except OSError as exc:
@@ -147,9 +148,9 @@ class Children:
 
     def _gather(self, messages: Sequence[Any], timeout: float, doing: str) -> list[Any]:
         deadline = time.monotonic() + timeout
-        answers: list[Any] = [None] * self.count
+        answers: list[Any] = [None] * len(messages)
         failure = ""
-        for i, conn in enumerate(self._conns):
+        for i, conn in enumerate(self._conns[:len(messages)]):
             # After one child failed the others are likely blocked in a collective: give them
             # a moment to fail too (their errors are more telling), not the whole timeout.
             wait = max(0.0, deadline - time.monotonic()) if not failure else 1.0

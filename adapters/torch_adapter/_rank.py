@@ -1,8 +1,9 @@
 """One rank of the torch adapter's process group: ``python -m ... RANK WORLD STORE BACKEND DEVICE``.
 
 Started by :mod:`.distributed` (a child of the adapter's worker process), it joins the process
-group through the file store ``STORE``, says it is ready and then serves requests
-(:func:`.sync_batch_norm.run`) until its parent closes the pipe or goes away.
+group through the file store ``STORE``, creates the subgroups of ranks ``0..k-1`` for every
+``k < WORLD``, says it is ready and then serves requests (:func:`.sync_batch_norm.run`) until
+its parent closes the pipe or goes away.
 """
 
 from __future__ import annotations
@@ -32,11 +33,15 @@ def main(argv: Sequence[str]) -> None:
         torch.cuda.set_device(where)
     dist.init_process_group(backend, init_method=f"file://{store}", rank=rank, world_size=world,
                             timeout=timedelta(seconds=COLLECTIVE_TIMEOUT_S))
+    # One group of ranks 0..k-1 for every world size k a case may ask for: every rank takes
+    # part in creating each (a collective), and a case of W workers runs on the first W.
+    groups = {k: dist.new_group(ranks=list(range(k))) for k in range(1, world)}
+    groups[world] = dist.group.WORLD
     from .sync_batch_norm import run
 
     _children.ready(conn, {"rank": rank, "backend": dist.get_backend()})
     try:
-        _children.serve(conn, lambda message: run(message, where))
+        _children.serve(conn, lambda message: run(message, where, groups))
     finally:
         dist.destroy_process_group()
 

@@ -11,10 +11,12 @@ docs/adapter-authors.md). It runs shard ``i`` on rank ``i`` of a process group o
   mismatch raises: the contract says they are the same everywhere).
 
 Process groups: on the CPU the gloo backend, one process per rank with one thread each; on
-CUDA, NCCL with one GPU per rank (so ``W`` is at most the number of GPUs). A group is started
-on first use for its (device, W) and kept for later calls (starting W torch processes takes
-seconds); rendezvous is a ``file://`` store in a private temporary folder, and gloo is pinned to
-the loopback interface. Ranks end when the adapter's worker closes the group, exits, or dies
+CUDA, NCCL with one GPU per rank (so ``W`` is at most the number of GPUs). The ranks are
+started on first use (at least :data:`POOL_SIZE` of them on the CPU) and kept for later calls,
+since starting a torch process takes seconds; a case of ``W`` workers runs on ranks ``0..W-1``
+through their subgroup, and a larger ``W`` restarts the pool larger. Rendezvous is a
+``file://`` store in a private temporary folder, and gloo is pinned to the loopback interface.
+Ranks end when the adapter's worker closes the group, exits, or dies
 (:mod:`normspec.adapters._children`).
 """
 
@@ -37,6 +39,11 @@ METHODS = ("sync_batch_norm",)
 
 MAX_CPU_WORLD = 8
 """The largest world size run on the CPU: each rank is a torch process."""
+
+POOL_SIZE = 4
+"""Ranks started at once on the CPU: a case of W <= 4 workers runs on ranks 0..W-1 through
+their subgroup, so the catalog's world sizes 2, 3 and 4 share one start (each start of a torch
+process costs seconds)."""
 
 REQUEST_TIMEOUT_S = 50.0
 """Seconds one call may take on the ranks (below the runner's default per-call 60 s, so that a
@@ -77,7 +84,7 @@ class DistributedTorch:
     """Process groups by (device, world size), and the four calls of a distributed method."""
 
     def __init__(self) -> None:
-        self._groups: dict[tuple[str, int], Children] = {}
+        self._groups: dict[str, Children] = {}
 
     def _cuda_ok(self) -> tuple[bool, str]:
         torch = _torch()
@@ -139,8 +146,13 @@ class DistributedTorch:
         return native
 
     def _group(self, device: str, w: int) -> Children:
-        group = self._groups.get((device, w))
+        """The device's ranks, at least ``w`` of them (a larger group replaces a smaller)."""
+        group = self._groups.get(device)
+        if group is not None and group.count < w:
+            group.close()
+            group = None
         if group is None:
+            size = max(w, POOL_SIZE if device == "cpu" else 1)
             backend = "gloo" if device == "cpu" else "nccl"
             store: dict[str, str] = {}
 
@@ -149,13 +161,13 @@ class DistributedTorch:
                 if rank == 0:
                     store["path"] = os.path.join(tempfile.mkdtemp(prefix="normspec-torch-pg-"),
                                                  "store")
-                return [str(rank), str(w), store["path"], backend, device]
+                return [str(rank), str(size), store["path"], backend, device]
 
             env: dict[str, str | None] = {"OMP_NUM_THREADS": "1"}
             if device == "cpu" and sys.platform.startswith("linux"):
                 env["GLOO_SOCKET_IFNAME"] = os.environ.get("GLOO_SOCKET_IFNAME", "lo")
-            group = Children("normspec.adapters.torch_adapter._rank", w, argv, env)
-            self._groups[device, w] = group
+            group = Children("normspec.adapters.torch_adapter._rank", size, argv, env)
+            self._groups[device] = group
         return group
 
     def call(self, op: str, method: str, inputs: Mapping[str, Array | None],
@@ -184,6 +196,7 @@ class DistributedTorch:
         for lo, hi in itertools.pairwise(bounds):
             message: dict[str, Any] = {
                 "op": op, "dtype": dtype, "native": device != "cpu", "hyper": hyper,
+                "world": len(sizes),
                 "inputs": {**common, "x": np.asarray(x)[lo:hi]}}
             if cotangent is not None:
                 message["cotangent"] = np.asarray(cotangent)[lo:hi]

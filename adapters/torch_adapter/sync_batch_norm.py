@@ -48,13 +48,17 @@ STATE = ("running_mean", "running_var")
 _HALF = (torch.float16, torch.bfloat16)
 
 
+_GROUP: list[Any] = [None]
+"""The process group of the request being served (None: the default group)."""
+
+
 class AllReduceSum(torch.autograd.Function):
     """``torch.distributed.all_reduce(SUM)`` on a copy, differentiable in both modes."""
 
     @staticmethod
     def forward(t: Tensor) -> Tensor:
         out = t.clone(memory_format=torch.contiguous_format)
-        dist.all_reduce(out, op=dist.ReduceOp.SUM)
+        dist.all_reduce(out, op=dist.ReduceOp.SUM, group=_GROUP[0])
         return out
 
     @staticmethod
@@ -167,8 +171,8 @@ def native(t: Tensors, hyper: Mapping[str, Any], want_stats: bool
     tracking = training and rm is not None and rv is not None
     momentum = batch_stat_factor(hyper) if tracking else 0.0
     module = nn.SyncBatchNorm(xm.shape[1], eps=eps, momentum=momentum, affine=False,
-                              track_running_stats=rm is not None, device=x.device,
-                              dtype=x.dtype)
+                              track_running_stats=rm is not None,
+                              process_group=_GROUP[0], device=x.device, dtype=x.dtype)
     module.train(training)
     params: dict[str, Tensor] = {k: v for k in ("weight", "bias") if (v := t.get(k)) is not None}
     count = torch.tensor(_int(hyper, "num_batches_tracked", default=0), dtype=torch.long,
@@ -198,11 +202,11 @@ def _biased_native_update(xm: Tensor, rm: Tensor, rv: Tensor, hyper: Mapping[str
     channels = xa.shape[1]
     local = torch.cat([xa.sum(dims), torch.full((1,), xa.numel() // max(channels, 1),
                                                 dtype=acc, device=xa.device)])
-    dist.all_reduce(local)
+    dist.all_reduce(local, group=_GROUP[0])
     mean, count = local[:channels] / local[channels:], local[channels:]
     d = xa - mean.reshape((1, -1) + (1,) * (xa.dim() - 2))
     m2 = (d * d).sum(dims)
-    dist.all_reduce(m2)
+    dist.all_reduce(m2, group=_GROUP[0])
     return _update(rm.to(acc), rv.to(acc), mean, m2 / count, int(count.item()), hyper)
 
 
@@ -219,10 +223,20 @@ def _numpy(t: Tensor) -> np.ndarray:
     return out
 
 
-def run(message: Mapping[str, Any], device: torch.device) -> dict[str, np.ndarray]:
-    """One request on this rank: ``message`` holds ``op``, ``dtype``, ``native``, ``inputs``
-    (this rank's shard of ``x``; parameters and state replicated), ``hyper`` and the local
-    ``cotangent``/``tangent``. Returns this rank's results as float64 arrays."""
+def run(message: Mapping[str, Any], device: torch.device, groups: Mapping[int, Any]
+        ) -> dict[str, np.ndarray]:
+    """One request on this rank: ``message`` holds ``op``, ``dtype``, ``native``, ``world``
+    (the ranks taking part, ``0..world-1``), ``inputs`` (this rank's shard of ``x``;
+    parameters and state replicated), ``hyper`` and the local ``cotangent``/``tangent``.
+    Returns this rank's results as float64 arrays."""
+    _GROUP[0] = groups[int(message["world"])]
+    try:
+        return _run(message, device)
+    finally:
+        _GROUP[0] = None
+
+
+def _run(message: Mapping[str, Any], device: torch.device) -> dict[str, np.ndarray]:
     op, dtype = message["op"], getattr(torch, message["dtype"])
     translation = NATIVE if message["native"] else COMPOSED
     inputs, hyper = message["inputs"], message["hyper"]
@@ -255,7 +269,7 @@ def run(message: Mapping[str, Any], device: torch.device) -> dict[str, np.ndarra
             # Replicated parameters: their gradient is the sum of every rank's (linear, so the
             # second order sums the same way), summed in the opmath type and rounded once.
             wide = grad.to(_opmath(grad.dtype)).contiguous()
-            dist.all_reduce(wide, op=dist.ReduceOp.SUM)
+            dist.all_reduce(wide, op=dist.ReduceOp.SUM, group=_GROUP[0])
             grad = wide.to(grad.dtype)
         out[name] = _numpy(grad)
     return out
