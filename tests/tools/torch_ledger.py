@@ -81,7 +81,8 @@ ERRATA: dict[str, tuple[str, str]] = {
 """Erratum id -> (ledger reason, evidence), in the order the ledger lists them."""
 
 HALF = ("float16", "bfloat16")
-MOMENT_NORMS = ("layer_norm", "group_norm", "instance_norm", "batch_norm", "rms_norm")
+MOMENT_NORMS = ("layer_norm", "group_norm", "instance_norm", "batch_norm", "rms_norm",
+                "batch_renorm")
 MESSAGE_RULES: tuple[tuple[str, str], ...] = (
     ("eps must be positive during training", "T1"),
     ("more than 1 value per channel", "T2"),
