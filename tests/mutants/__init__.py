@@ -27,6 +27,8 @@ from . import (
     lrn_window_onnx,
     nan_on_constant,
     one_pass_variance,
+    renorm_grad_through_r_d,
+    renorm_updated_statistics,
     rms_subtracts_mean,
     running_var_biased,
     running_var_swapped,
@@ -62,6 +64,9 @@ _MODULES = (
     lp_clamp_squared,
     # mixed scales in one set
     lrn_sliding_sum,
+    # batch renorm: r and d constant in the gradient, and from the state before the update
+    renorm_grad_through_r_d,
+    renorm_updated_statistics,
 )
 
 MUTANTS: dict[str, Adapter] = {module.MUTANT.name: module.MUTANT for module in _MODULES}
@@ -98,6 +103,8 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "mutant-lp-norm-clamp-wrong-side": ("lp_norm",),
     "mutant-lp-norm-clamp-squared": ("lp_norm",),
     "mutant-lrn-sliding-window-sum": ("local_response_norm",),
+    "mutant-renorm-grad-through-r-d": ("batch_renorm",),
+    "mutant-renorm-updated-statistics": ("batch_renorm",),
 }
 """The methods each mutant's bug class lives in: it must be killed in every one of them, and
 the mutation score per method (docs/coverage.md) counts it there."""
