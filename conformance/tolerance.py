@@ -64,7 +64,7 @@ ACCUMULATION: dict[str, str] = {
 
 CENTERED = frozenset({"batch_norm", "layer_norm", "instance_norm", "group_norm",
                       "ghost_batch_norm", "mixed_eval_batch_norm", "batch_instance_norm",
-                      "batch_renorm", "sync_batch_norm"})
+                      "batch_renorm", "sync_batch_norm", "sequence_batch_norm"})
 """Methods that subtract a mean: their error is amplified by kappa = 1 + |mean| * rstd."""
 
 MAX_FIRST_INDICES = 5
@@ -271,6 +271,36 @@ def _lrn_term_magnitude(case: CaseLike, check: str) -> float:
     return _finite_max(direction) * power * (1.0 + 2.0 * abs(float(case.hyper["beta"])))
 
 
+def _gate_term_magnitude(case: CaseLike, check: str) -> float:
+    """batch_instance_norm's gate: ``drho = clip'(rho) w (S_bn - S_in)``, ``S = sum(g z)`` per
+    channel, a difference of two sums that cancel where the batch and instance statistics
+    agree. An implementation that forms the two sums apart (each branch's weight gradient)
+    errs relative to their terms, ``sum |g z| <= ||g_c|| sqrt(n)`` (``||z_c||^2 <= n`` in
+    either branch); along a tangent, ``sum |g z'| <= ||g_c|| rstd ||t_x,c||`` (``||J|| <= rstd``).
+    """
+    x = case.inputs["x"]
+    c = int(case.hyper.get("channel_axis", 1)) % x.ndim
+    with np.errstate(all="ignore"):
+        def norms(a: Array | None) -> Array:
+            if a is None:
+                return np.zeros(x.shape[c])
+            rows = np.moveaxis(np.where(np.isfinite(a), a, 0.0), c, 0).reshape(x.shape[c], -1)
+            out: Array = np.sqrt(np.sum(rows * rows, axis=1))
+            return out
+
+        g, tx = norms(case.cotangent), norms(case.tangent.get("x"))
+        n = x.size // max(x.shape[c], 1)
+        w = _finite_max(case.inputs.get("weight")) if "weight" in case.inputs else 1.0
+        sums = float(np.max(g, initial=0.0)) * math.sqrt(n)
+        if check == "vjp":
+            return w * sums
+        if check == "second_order":
+            r = max(_inverse_scale(case), _finite_max(_forward(case).get("instance_rstd")))
+            tw = _finite_max(case.tangent.get("weight"))
+            return tw * sums + w * r * float(np.max(g * tx, initial=0.0))
+    return 0.0
+
+
 def _term_magnitude(case: CaseLike, check: str, quantity: str, tol_class: str) -> float:
     """The size of the terms whose sum forms the quantity, for the moment-based methods.
 
@@ -278,6 +308,8 @@ def _term_magnitude(case: CaseLike, check: str, quantity: str, tol_class: str) -
     element gives rstd g (1 - z^2) with z^2 close to 1); rounding errors are proportional to
     the terms, so the scale is the larger of the result and the terms.
     """
+    if quantity == "rho":
+        return _gate_term_magnitude(case, check)
     r = _inverse_scale(case)
     if r == 0.0:
         return 0.0

@@ -319,3 +319,32 @@ def test_frame_wise_running_statistics_have_the_shape_of_one_sample() -> None:
                                          r"shape \(5, 3\)"):
         sbn.forward(x, mask=mask, statistics="frame", training=False, eps=EPS,
                     running_mean=np.zeros(3), running_var=np.ones(3))
+
+
+# --- the golden vectors ---------------------------------------------------------------------
+
+
+def _vector_cases() -> list[Any]:
+    from normspec.conformance.vectors import load_manifest
+
+    manifest = load_manifest()
+    return [case for dtype in manifest.dtypes("sequence_batch_norm")
+            for case in manifest.cases("sequence_batch_norm", dtype)]
+
+
+def test_nonfinite_vector_inputs_sit_only_at_padded_positions() -> None:
+    """The pad_nan/pad_inf cases' seeds put every NaN/Inf at padding (and no output is
+    non-finite because of them): a sampler change that moves one is caught here."""
+    seen = 0
+    for case in _vector_cases():
+        if "x" not in case.inputs:  # a trajectory: its batches are drawn per step
+            continue
+        x, mask = case.inputs["x"], case.inputs["mask"]
+        valid = mask[:, None, :] if case.hyper.get("channel_axis", -1) % 3 == 1 else \
+            mask[:, :, None]
+        bad = ~np.isfinite(x)
+        assert not np.any(bad & np.broadcast_to(valid, x.shape)), case.name
+        seen += int(bad.any())
+        if bad.any():
+            assert np.all(np.isfinite(case.expected["forward/y"])), case.name
+    assert seen >= 4 * 3, "the catalog lost its NaN/Inf padding cases"
