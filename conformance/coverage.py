@@ -101,7 +101,7 @@ def reduced_axes(spec: CaseSpec) -> tuple[int, ...]:
     if method == "local_response_norm":
         return ()
     c = channel_axis(spec)
-    if method == "batch_norm":
+    if method in ("batch_norm", "batch_renorm"):
         return tuple(i for i in range(nd) if i != c) if spec.hyper["training"] is True else ()
     if method == "ghost_batch_norm":  # a ghost batch's samples (axis 0, in part) and space
         if spec.hyper["training"] is not True:
@@ -121,7 +121,8 @@ def reduction_size(spec: CaseSpec) -> int | None:
         assert isinstance(size, int)
         return size
     axes = reduced_axes(spec)
-    if spec.method in ("batch_norm", "ghost_batch_norm") and spec.hyper["training"] is not True:
+    if spec.method in ("batch_norm", "ghost_batch_norm", "batch_renorm") and (
+            spec.hyper["training"] is not True):
         return None
     n = math.prod(spec.shape[i] for i in axes)
     if spec.method == "ghost_batch_norm" and 0 in axes:
@@ -262,6 +263,37 @@ def ghosts(check: Callable[[int, int], bool]) -> Predicate:
         return training(s) and isinstance(size, int) and check(s.spec.shape[0] // size,
                                                                s.spec.shape[0])
     return test
+
+
+def renorm_bound(name: str, clipped: bool) -> Predicate:
+    """batch_renorm: some channel's ``r`` (``name="r"``) or ``d`` at its bound (``clipped``) or
+    strictly inside it, by the reference's value."""
+    def test(s: Sample) -> bool:
+        value = s.vector.forward.get(name)
+        if value is None or not training(s):
+            return False
+        top = float(str(s.spec.hyper["rmax" if name == "r" else "dmax"]))
+        low = 1.0 / top if name == "r" else -top
+        at_bound = (value == top) | (value == low)
+        inside = (value > low) & (value < top)
+        return bool(np.any(at_bound if clipped else inside))
+    return test
+
+
+@cache
+def _trajectory_bounds(name: str) -> dict[str, tuple[Any, Any]]:
+    """batch_renorm: ``(rmax, dmax)`` of every call of trajectory ``name``, by step label."""
+    spec = next(c for c in load_catalog("batch_renorm").cases if c.name == name)
+    return {step.label: (step.hyper.get("rmax"), step.hyper.get("dmax")) for step in spec.steps}
+
+
+def bounds_changed(s: Sample) -> bool:
+    """batch_renorm: a trajectory step whose rmax or dmax differ from the step before (the
+    caller's schedule, passed per step)."""
+    if not s.step.startswith("step") or s.step == "step1":
+        return False
+    bounds = _trajectory_bounds(s.spec.name)
+    return bounds[s.step] != bounds[f"step{int(s.step[4:]) - 1}"]
 
 
 def cumulative(later: bool) -> Predicate:
@@ -436,6 +468,47 @@ COVERAGE: Mapping[str, tuple[Row, ...]] = {
         Row("trajectory, unbiased", "the same with the unbiased running variance",
             trajectory("unbiased"), minimum=2),
         *_SIZE_ROWS, *_AFFINE_ROWS, *_EPS_ROWS[:1], *_DIST_ROWS,
+    ),
+    "batch_renorm": (
+        Row("training", "batch statistics corrected by r and d", training),
+        Row("evaluation", "batch norm's, with the running statistics",
+            hyper("training", lambda t: t is False)),
+        Row("r clipped", "sigma / sigma_running outside [1/rmax, rmax]: r at a bound",
+            renorm_bound("r", clipped=True), minimum=2),
+        Row("r not clipped", "r = sigma / sigma_running inside its bounds (a derivative "
+            "through r would show)", renorm_bound("r", clipped=False), minimum=2),
+        Row("d clipped", "|mean - running_mean| / sigma_running above dmax: d at a bound",
+            renorm_bound("d", clipped=True), minimum=2),
+        Row("d not clipped", "d inside [-dmax, dmax] (a derivative through d would show)",
+            renorm_bound("d", clipped=False), minimum=2),
+        Row("rmax = 1, dmax = 0", "r = 1, d = 0: batch norm", both(
+            training, hyper("rmax", lambda r: r == 1.0), hyper("dmax", lambda d: d == 0.0)),
+            minimum=2),
+        Row("bounds change in a trajectory", "rmax or dmax other than the step before's: the "
+            "caller's schedule", bounds_changed, minimum=2),
+        _SEVERAL_AXES, *_CHANNEL_ROWS,
+        Row("unbiased running variance", "var * n/(n-1) enters the running average",
+            estimator("unbiased"), minimum=2),
+        Row("biased running variance", "var enters the running average", estimator("biased"),
+            minimum=2),
+        Row("cumulative, first batch", "f = 1: the batch replaces the state; r and d from the "
+            "state before", cumulative(later=False), minimum=2),
+        Row("cumulative, later batch", "f = 1/(num_batches_tracked+1)", cumulative(later=True),
+            minimum=2),
+        Row("batch_stat_weight direction", "a numeric f != 1 - f: the weight of the new batch",
+            momentum_direction, minimum=2),
+        Row("batch_stat_weight = 0", "the running statistics do not move",
+            both(training, hyper("batch_stat_weight", lambda f: f == 0.0))),
+        Row("batch_stat_weight = 1", "the batch replaces the running statistics",
+            both(training, hyper("batch_stat_weight", lambda f: f == 1.0))),
+        Row("trajectory, biased", "5+ training steps, each from the implementation's own "
+            "state, then evaluation", trajectory("biased"), minimum=2),
+        Row("trajectory, unbiased", "the same with the unbiased running variance",
+            trajectory("unbiased"), minimum=2),
+        # n = 1 and eps = 0 are left out: F.batch_norm refuses both in training (T1, T2), and
+        # batch_norm's own cases cover them
+        *(r for r in _SIZE_ROWS if r.name != "n = 1"), *_AFFINE_ROWS, *_EPS_ROWS[1:],
+        *_DIST_ROWS,
     ),
     "layer_norm": (
         _SEVERAL_AXES, Row("1-d input", "the whole input is one set",

@@ -5,8 +5,9 @@ so the translation composes it the way Keras does (``_compose_transforms`` in tf
 BatchNormalization): ``(z r + d) w + b = z (w r) + (w d + b)``, so ``y`` is
 ``F.batch_norm`` in training with weight ``w * r`` and bias ``w * d + b``. PyTorch's own kernel
 normalizes and differentiates through the batch statistics; ``r`` and ``d`` come from
-``torch.var_mean`` and the running statistics passed in, and are ``detach()``-ed, the spec's
-"constant in the gradient" (``detach`` also stops tangents under ``torch.func.jvp``).
+``torch.mean``/``torch.var`` and the running statistics passed in, and are ``detach()``-ed,
+the spec's "constant in the gradient" (``detach`` also stops tangents under
+``torch.func.jvp``).
 
 Statistics, ``r``, ``d`` and the running-statistics update are computed in PyTorch's opmath
 type (float32 for float16/bfloat16 inputs, as its batch-norm kernels accumulate), and the update
@@ -34,7 +35,7 @@ Tensors = Mapping[str, Tensor | None]
 Result = tuple[Tensor, dict[str, Tensor]]
 
 API = ("composed from torch.nn.functional.batch_norm (training: weight * r, weight * d + bias; "
-       "evaluation: the running statistics) with r and d from torch.var_mean, detached")
+       "evaluation: the running statistics) with r and d from torch.mean/torch.var, detached")
 REASON = ("PyTorch has no batch renormalization; " + API)
 
 
@@ -79,7 +80,10 @@ def batch_renorm(t: Tensors, hyper: Mapping[str, Any], want_stats: bool) -> Resu
     dims = tuple(i for i in range(xm.dim()) if i != 1)
     # Everything r and d are made of is detached: no gradient, and no tangent under
     # torch.func.jvp either (forward-mode AD ignores no_grad, but not detach).
-    var, mean = torch.var_mean(xm.detach().to(acc), dim=dims, correction=0)
+    xs = xm.detach().to(acc)
+    # torch.mean, not torch.var_mean: var_mean's Welford mean is NaN for a channel holding
+    # +-inf (inf - inf), where the spec's mean (a sum) is +-inf (torch 2.13.0)
+    mean, var = torch.mean(xs, dim=dims), torch.var(xs, dim=dims, correction=0)
     rm_, rv_ = rm.detach().to(acc), rv.detach().to(acc)
     sigma_running = torch.sqrt(rv_ + eps)
     r = torch.clamp(torch.sqrt(var + eps) / sigma_running, 1.0 / rmax, rmax)
