@@ -33,6 +33,9 @@ from . import (
     running_var_biased,
     running_var_swapped,
     running_var_unbiased,
+    sequence_padded_counted,
+    sequence_padded_gradient,
+    sequence_unmasked_count,
     unbiased_normalization,
     vjp_stats_constant,
     weight_grad_wrong_axes,
@@ -67,6 +70,10 @@ _MODULES = (
     # batch renorm: r and d constant in the gradient, and from the state before the update
     renorm_grad_through_r_d,
     renorm_updated_statistics,
+    # sequence batch norm: padding in the statistics, in the gradient, in the count
+    sequence_padded_counted,
+    sequence_padded_gradient,
+    sequence_unmasked_count,
 )
 
 MUTANTS: dict[str, Adapter] = {module.MUTANT.name: module.MUTANT for module in _MODULES}
@@ -105,6 +112,9 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "mutant-lrn-sliding-window-sum": ("local_response_norm",),
     "mutant-renorm-grad-through-r-d": ("batch_renorm",),
     "mutant-renorm-updated-statistics": ("batch_renorm",),
+    "mutant-sequence-padded-counted": ("sequence_batch_norm",),
+    "mutant-sequence-padded-gradient": ("sequence_batch_norm",),
+    "mutant-sequence-unmasked-count": ("sequence_batch_norm",),
 }
 """The methods each mutant's bug class lives in: it must be killed in every one of them, and
 the mutation score per method (docs/coverage.md) counts it there."""
