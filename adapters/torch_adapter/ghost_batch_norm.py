@@ -15,9 +15,11 @@ Running statistics, updated once per call: ``F.batch_norm`` updates a ``(G*C,)``
 over the ghost batches of those entries is ``(1 - f) running[c] + f mean_g(stat[g, c])``: the
 spec's update. PyTorch's running variance is the unbiased one with ``n`` the count of that
 (ghost, channel) set, which is the spec's ``n`` for ``running_var_estimator="unbiased"``. For
-``"biased"``, which PyTorch cannot store, the update is composed from ``torch.var_mean``
+``"biased"``, which PyTorch cannot store, the running variance is composed from ``torch.var``
 (``correction=0``) on the same view, never by rescaling PyTorch's unbiased value.
-``"cumulative"`` is ``momentum = 1 / (num_batches_tracked + 1)``, computed here because the
+The running mean is F.batch_norm's own update in both cases (``torch.var_mean``'s mean would be
+NaN for a set holding +-inf: it is a Welford pass). ``"cumulative"`` is
+``momentum = 1 / (num_batches_tracked + 1)``, computed here because the
 functional call keeps no counter; the counter returned is ``num_batches_tracked + 1``.
 
 Evaluation is batch norm's (the batch is not split): the batch_norm translation runs it.
@@ -41,7 +43,7 @@ from .._hyper import required as _required
 API = ("composed: one torch.nn.functional.batch_norm on the (B, G*C, L) view of x (each "
        "ghost batch's channel is one batch-norm channel), weight/bias repeated G times; the "
        "running statistics are that call's per-ghost update averaged over the ghost batches "
-       "(the biased estimator composed from torch.var_mean); evaluation is F.batch_norm")
+       "(the biased running variance composed from torch.var); evaluation is F.batch_norm")
 """What the report shows for this method: PyTorch has no ghost batch norm operator."""
 
 
@@ -97,10 +99,10 @@ def ghost_batch_norm(t: Mapping[str, Tensor | None], hyper: Mapping[str, Any],
         run_mean, run_var = rm.repeat(ghosts), rv.repeat(ghosts)
         yv = F.batch_norm(view, run_mean, run_var, wr, br, training=True, momentum=f, eps=eps)
         if running_var_estimator(hyper) == "biased":
-            var, mean = torch.var_mean(view.detach(), dim=(0, 2), correction=0)
+            # only the variance is composed; the mean keeps F.batch_norm's own update
+            var = torch.var(view.detach(), dim=(0, 2), correction=0)
             # the same form as PyTorch's own running-statistics kernels: f * new + (1 - f) * old
-            run_mean, run_var = f * mean + (1.0 - f) * rm.repeat(ghosts), (
-                f * var + (1.0 - f) * rv.repeat(ghosts))
+            run_var = f * var + (1.0 - f) * rv.repeat(ghosts)
         state = {"running_mean": run_mean.reshape(ghosts, channels).mean(dim=0),
                  "running_var": run_var.reshape(ghosts, channels).mean(dim=0),
                  "num_batches_tracked": torch.tensor(tracked + 1, dtype=torch.long)}

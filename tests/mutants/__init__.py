@@ -14,6 +14,10 @@ from . import (
     channels_first_assumed,
     cumulative_fixed_momentum,
     eps_outside_sqrt,
+    ghost_running_var_whole_batch,
+    ghost_strided,
+    ghost_update_per_ghost,
+    ghost_whole_batch,
     instance_batch_stats,
     interleaved_groups,
     inverted_momentum,
@@ -67,6 +71,11 @@ _MODULES = (
     lp_clamp_squared,
     # mixed scales in one set
     lrn_sliding_sum,
+    # ghost batch norm: the split, and the running update across the ghost batches of a step
+    ghost_whole_batch,
+    ghost_strided,
+    ghost_update_per_ghost,
+    ghost_running_var_whole_batch,
     # batch renorm: r and d constant in the gradient, and from the state before the update
     renorm_grad_through_r_d,
     renorm_updated_statistics,
@@ -110,6 +119,10 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "mutant-lp-norm-clamp-wrong-side": ("lp_norm",),
     "mutant-lp-norm-clamp-squared": ("lp_norm",),
     "mutant-lrn-sliding-window-sum": ("local_response_norm",),
+    "mutant-ghost-whole-batch-stats": ("ghost_batch_norm",),
+    "mutant-ghost-strided": ("ghost_batch_norm",),
+    "mutant-ghost-update-per-ghost": ("ghost_batch_norm",),
+    "mutant-ghost-running-var-whole-batch": ("ghost_batch_norm",),
     "mutant-renorm-grad-through-r-d": ("batch_renorm",),
     "mutant-renorm-updated-statistics": ("batch_renorm",),
     "mutant-sequence-padded-counted": ("sequence_batch_norm",),

@@ -82,7 +82,7 @@ ERRATA: dict[str, tuple[str, str]] = {
 
 HALF = ("float16", "bfloat16")
 MOMENT_NORMS = ("layer_norm", "group_norm", "instance_norm", "batch_norm", "rms_norm",
-                "batch_renorm")
+                "ghost_batch_norm", "batch_renorm")
 MESSAGE_RULES: tuple[tuple[str, str], ...] = (
     ("eps must be positive during training", "T1"),
     ("more than 1 value per channel", "T2"),
@@ -152,7 +152,8 @@ def half_erratum(method: str, check: str) -> str:
         return "T10"
     if check in ("jvp", "second_order"):
         return "T7"
-    return "T8" if method in ("batch_norm", "instance_norm") else "T8b"
+    # ghost_batch_norm is composed from F.batch_norm: its kernels are batch norm's
+    return "T8" if method in ("batch_norm", "instance_norm", "ghost_batch_norm") else "T8b"
 
 
 def cubes_rstd(method: str, check: str) -> bool:
