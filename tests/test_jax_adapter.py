@@ -26,6 +26,7 @@ flax_linen = pytest.importorskip("flax.linen")
 from normspec import reference  # noqa: E402
 from normspec.adapters import CALLS, DTYPES, Adapter  # noqa: E402
 from normspec.adapters.jax_adapter import ADAPTER, JaxAdapter, make_adapter  # noqa: E402
+from normspec.adapters.jax_adapter.distributed import METHODS as DISTRIBUTED  # noqa: E402
 
 pytestmark = pytest.mark.jax
 
@@ -86,6 +87,10 @@ CASES = (
     Case("ghost_batch_norm", "train-tracked-G=2", (4, 3, 2),
          {"training": True, "eps": 1e-5, "ghost_batch_size": 2, "batch_stat_weight": 0.1,
           "running_var_estimator": "unbiased"}, ("weight", "bias"), state=True),
+    # on the device process's host devices (tests/test_jax_sync_batch_norm.py for the rest)
+    Case("sync_batch_norm", "train-tracked-w3-uneven", (5, 3, 2),
+         {"training": True, "eps": 1e-5, "shard_sizes": [1, 0, 4], "batch_stat_weight": 0.1,
+          "running_var_estimator": "biased"}, ("weight", "bias"), state=True),
 )
 
 FIRST_CASES = tuple(next(c for c in CASES if c.method == m) for m in reference.METHODS)
@@ -180,7 +185,8 @@ def test_cuda_and_gpu_are_listed_exactly_when_jax_has_them() -> None:
         assert (name in ADAPTER.devices()) == present
         for method in reference.METHODS:
             support = ADAPTER.support(method, "float32", name)
-            assert support.supported == present
+            # the distributed methods run on forced host devices only (adapter guide)
+            assert support.supported == (present and method not in DISTRIBUTED)
             assert present or repr(name) in support.reason
 
 
@@ -198,7 +204,7 @@ def test_versions_name_the_frameworks_and_the_fast_variance_default() -> None:
 def test_the_adapter_module_tables_match_the_reference() -> None:
     from normspec.adapters.jax_adapter.methods import TRANSLATIONS
 
-    assert set(TRANSLATIONS) == set(reference.METHODS)
+    assert set(TRANSLATIONS) | set(DISTRIBUTED) == set(reference.METHODS)
     for method, translation in TRANSLATIONS.items():
         assert translation.primals == reference.get(method).PRIMALS, method
 

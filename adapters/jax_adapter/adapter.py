@@ -31,6 +31,8 @@ import numpy as np
 from ..protocol import Array, Support
 from . import _cache, _runtime
 from .autodiff import EXECUTABLES, HyperKey, Job, hyper_key
+from .distributed import DISTRIBUTED
+from .distributed import METHODS as _DISTRIBUTED
 from .methods import TRANSLATIONS, Translation
 
 if TYPE_CHECKING:
@@ -227,6 +229,8 @@ class JaxAdapter:
 
     def support(self, method: str, dtype: str, device: str) -> Support:
         """Every known method in every dtype on every available device; never raises."""
+        if method in _DISTRIBUTED:  # several devices in a child process: see distributed.py
+            return DISTRIBUTED.support(method, dtype, device)
         if method not in TRANSLATIONS:
             return Support(False, reason=f"unknown method {method!r}")
         if dtype not in _runtime.NUMPY_DTYPES:
@@ -252,6 +256,8 @@ class JaxAdapter:
         is ``composed``: Flax stores only the biased running variance, so the adapter builds
         that update from jax.numpy (``y`` still comes from Flax).
         """
+        if method in _DISTRIBUTED:
+            return DISTRIBUTED.case_support(method, inputs, hyper, dtype=dtype, device=device)
         base = self.support(method, dtype, device)
         if not base.supported:
             return base
@@ -262,6 +268,8 @@ class JaxAdapter:
     def forward(self, method: str, inputs: Mapping[str, Array | None], hyper: Mapping[str, Any],
                 *, dtype: str, device: str) -> dict[str, Array]:
         """``{"y": ...}`` plus the statistics the translation exposes (see the module docs)."""
+        if method in _DISTRIBUTED:
+            return self._distributed("forward", method, inputs, hyper, dtype, device)
         call = _prepare(method, inputs, hyper, dtype, device)
         y, stats = self._run("forward", call)
         return {"y": _runtime.to_numpy(y), **_grads(stats)}
@@ -269,6 +277,9 @@ class JaxAdapter:
     def vjp(self, method: str, inputs: Mapping[str, Array | None], hyper: Mapping[str, Any],
             cotangent: Array, *, dtype: str, device: str) -> dict[str, Array]:
         """``jax.vjp`` of ``y`` with respect to every present primal."""
+        if method in _DISTRIBUTED:
+            return self._distributed("vjp", method, inputs, hyper, dtype, device,
+                                     cotangent=cotangent)
         call = _prepare(method, inputs, hyper, dtype, device)
         g = _runtime.to_jax("cotangent", cotangent, call.np_dtype, call.device)
         return _grads(self._run("vjp", call, cotangent=g))
@@ -276,6 +287,9 @@ class JaxAdapter:
     def jvp(self, method: str, inputs: Mapping[str, Array | None], hyper: Mapping[str, Any],
             tangent: Mapping[str, Array], *, dtype: str, device: str) -> Array:
         """``jax.jvp`` of ``y``; a primal missing from ``tangent`` gets a zero direction."""
+        if method in _DISTRIBUTED:
+            return self._distributed("jvp", method, inputs, hyper, dtype, device,
+                                     tangent=tangent)["y"]
         call = _prepare(method, inputs, hyper, dtype, device)
         t = _tangent(call, tangent)
         return _runtime.to_numpy(self._run("jvp", call, tangent=t))
@@ -284,10 +298,22 @@ class JaxAdapter:
                      hyper: Mapping[str, Any], cotangent: Array, tangent: Mapping[str, Array],
                      *, dtype: str, device: str) -> dict[str, Array]:
         """Forward-over-reverse: ``jax.jvp`` of the VJP (``cotangent`` fixed) along ``tangent``."""
+        if method in _DISTRIBUTED:
+            return self._distributed("second_order", method, inputs, hyper, dtype, device,
+                                     cotangent=cotangent, tangent=tangent)
         call = _prepare(method, inputs, hyper, dtype, device)
         g = _runtime.to_jax("cotangent", cotangent, call.np_dtype, call.device)
         t = _tangent(call, tangent)
         return _grads(self._run("second_order", call, cotangent=g, tangent=t))
+
+    def _distributed(self, op: str, method: str, inputs: Mapping[str, Array | None],
+                     hyper: Mapping[str, Any], dtype: str, device: str,
+                     **given: Any) -> dict[str, Array]:
+        """``op`` in the device process (:mod:`.distributed`), with its compile/run split."""
+        self._timing = {}
+        out = DISTRIBUTED.call(op, method, inputs, hyper, dtype=dtype, device=device, **given)
+        self._timing = dict(DISTRIBUTED.timing)
+        return out
 
 
 def make_adapter() -> JaxAdapter:

@@ -49,11 +49,11 @@ REQUEST_TIMEOUT_S = 50.0
 """Seconds one call may take on the ranks (below the runner's default per-call 60 s, so that a
 hang is reported with the ranks' own output rather than as a killed worker)."""
 
-_COMPOSED = ("torch.distributed (gloo) across {w} processes: composed from torch primitives and "
-             "all_reduce (nn.SyncBatchNorm refuses CPU tensors: 'SyncBatchNorm expected input "
-             "tensor to be on GPU or XPU or privateuseone'); counts and sums, then sums of squared "
-             "deviations, all-reduced; differentiable all_reduce for vjp, jvp and second order; "
-             "parameter gradients all-reduced")
+_COMPOSED = ("composed from torch primitives and torch.distributed all_reduce (gloo) across {w} "
+             "rank processes, because nn.SyncBatchNorm refuses CPU tensors ('SyncBatchNorm "
+             "expected input tensor to be on GPU or XPU or privateuseone'): counts and sums, then "
+             "sums of squared deviations, all-reduced; a differentiable all_reduce for vjp, jvp "
+             "and second order; parameter gradients all-reduced")
 _NATIVE = ("torch.nn.SyncBatchNorm over NCCL across {w} GPUs (one per rank); parameter "
            "gradients all-reduced by the adapter (PyTorch leaves them local for DDP)")
 _NATIVE_NO_FORWARD_AD = ("torch.nn.SyncBatchNorm's autograd.Function defines no jvp (no "
