@@ -256,6 +256,57 @@ def trajectory(kind: str) -> Predicate:
     return test
 
 
+def valid_counts(s: Sample) -> FloatArray | None:
+    """sequence_batch_norm: the valid frames behind each statistic (one count sequence-wise,
+    one per time step frame-wise), read from the vectors' mask; None without a mask."""
+    mask = s.vector.inputs.get("mask")
+    if mask is None:
+        return None
+    m = np.asarray(mask, dtype=bool)
+    counts: FloatArray = (np.array([m.sum()]) if s.spec.hyper.get("statistics") == "sequence"
+                          else m.sum(axis=0)).astype(np.float64)
+    return counts
+
+
+def counts_are(check: Callable[[FloatArray], bool]) -> Predicate:
+    """sequence_batch_norm in training whose valid counts pass ``check``."""
+    def test(s: Sample) -> bool:
+        counts = valid_counts(s)
+        return training(s) and counts is not None and check(counts)
+    return test
+
+
+def mask_is(check: Callable[[npt.NDArray[np.bool_]], bool]) -> Predicate:
+    """sequence_batch_norm whose (N, T) mask passes ``check``."""
+    def test(s: Sample) -> bool:
+        mask = s.vector.inputs.get("mask")
+        return mask is not None and check(np.asarray(mask, dtype=bool))
+    return test
+
+
+def padding_holds(check: Callable[[FloatArray, FloatArray], bool]) -> Predicate:
+    """sequence_batch_norm whose x, split into padded and valid values, passes ``check``."""
+    def test(s: Sample) -> bool:
+        x, mask = s.vector.inputs.get("x"), s.vector.inputs.get("mask")
+        if x is None or mask is None or bool(np.all(mask)):
+            return False
+        first = _axis(s.spec, "channel_axis", -1) == 1
+        valid = np.broadcast_to(mask[:, None, :] if first else mask[:, :, None], x.shape)
+        return bool(np.any(valid)) and check(x[~valid], x[valid])
+    return test
+
+
+def _huge_padding(padded: FloatArray, valid: FloatArray) -> bool:
+    with np.errstate(invalid="ignore"):
+        return bool(np.min(np.abs(padded)) >= 1e3 * np.max(np.abs(valid)))
+
+
+def running_estimator(kind: str) -> Predicate:
+    """Training with running statistics and the ``kind`` running-variance estimator."""
+    return lambda s: (training(s) and bool(s.spec.state)
+                      and s.spec.hyper.get("running_var_estimator") == kind)
+
+
 def ghosts(check: Callable[[int, int], bool]) -> Predicate:
     """ghost_batch_norm in training whose ghost count G and batch size N pass ``check(G, N)``."""
     def test(s: Sample) -> bool:
@@ -509,6 +560,55 @@ COVERAGE: Mapping[str, tuple[Row, ...]] = {
         # batch_norm's own cases cover them
         *(r for r in _SIZE_ROWS if r.name != "n = 1"), *_AFFINE_ROWS, *_EPS_ROWS[1:],
         *_DIST_ROWS,
+    ),
+    "sequence_batch_norm": (
+        Row("training", "batch statistics over the valid frames", training),
+        Row("evaluation", "running statistics normalize the valid frames",
+            hyper("training", lambda t: t is False), minimum=2),
+        Row("sequence-wise", "one statistic per channel over every valid (n, t)",
+            both(training, hyper("statistics", lambda v: v == "sequence")), minimum=2),
+        Row("frame-wise", "one statistic per (t, c) over the valid n",
+            both(training, hyper("statistics", lambda v: v == "frame")), minimum=2),
+        Row("uneven lengths", "padding at the end of some sequences: it must stay out of the "
+            "statistics and receive no gradient", mask_is(lambda m: bool(m.any() and not m.all())),
+            minimum=4),
+        Row("no padding", "a full mask: batch norm over batch (and time)",
+            mask_is(lambda m: bool(m.all()))),
+        Row("a sequence of length 0", "a whole row of the mask is padding",
+            mask_is(lambda m: bool((~m.any(axis=1)).any() and m.any())), minimum=2),
+        Row("a frame with one valid element", "k = 1: var = 0, y = bias there",
+            both(hyper("statistics", lambda v: v == "frame"), counts_are(
+                lambda k: bool((k == 1).any()))), minimum=2),
+        Row("a statistic without valid elements", "k = 0: NaN statistics, running statistics "
+            "kept, zero gradient", counts_are(lambda k: bool((k == 0).any())), minimum=2,
+            signal=False),
+        Row("NaN or Inf at padding", "values that must never be read: outputs stay finite",
+            padding_holds(lambda p, v: bool(np.any(~np.isfinite(p)))), minimum=2),
+        Row("huge values at padding", "finite padding >= 1e3 x the valid values: counted, it "
+            "would dominate the statistics", padding_holds(_huge_padding), minimum=2),
+        Row("channels-first", "(N, C, T): channel_axis = 1, the mask still (N, T)",
+            lambda s: _axis(s.spec, "channel_axis", -1) == 1, minimum=2),
+        Row("unbiased running variance", "var * k/(k-1) with the valid count k",
+            running_estimator("unbiased"), minimum=2),
+        Row("biased running variance", "var enters the running average",
+            running_estimator("biased"), minimum=2),
+        Row("cumulative, first batch", "f = 1: the batch replaces the running statistics",
+            cumulative(later=False), minimum=2),
+        Row("cumulative, later batch", "f = 1/(num_batches_tracked+1)", cumulative(later=True),
+            minimum=2),
+        Row("batch_stat_weight direction", "a numeric f != 1 - f: the weight of the new batch",
+            momentum_direction, minimum=2),
+        Row("trajectory, biased", "5+ training steps, each from the implementation's own "
+            "state, then evaluation", trajectory("biased"), minimum=2),
+        Row("trajectory, unbiased", "the same with the unbiased running variance",
+            trajectory("unbiased"), minimum=2),
+        Row("batch of 1", "a single sequence", batch_of_one),
+        Row("k = 7", "odd count of valid frames", counts_are(lambda k: bool((k == 7).any()))),
+        Row("k = 13", "odd count of valid frames", counts_are(lambda k: bool((k == 13).any()))),
+        Row("k > 1000", "long reduction over valid frames",
+            counts_are(lambda k: bool((k > 1000).any()))),
+        *_AFFINE_ROWS, *_EPS_ROWS[:1],
+        *(r for r in _DIST_ROWS if r.name not in ("NaN input", "Inf input")),
     ),
     "layer_norm": (
         _SEVERAL_AXES, Row("1-d input", "the whole input is one set",
