@@ -40,6 +40,8 @@ from . import (
     sequence_padded_counted,
     sequence_padded_gradient,
     sequence_unmasked_count,
+    sync_local_count,
+    sync_local_mean,
     unbiased_normalization,
     vjp_stats_constant,
     weight_grad_wrong_axes,
@@ -83,6 +85,9 @@ _MODULES = (
     sequence_padded_counted,
     sequence_padded_gradient,
     sequence_unmasked_count,
+    # sync batch norm: the global mean, the global count
+    sync_local_mean,
+    sync_local_count,
 )
 
 MUTANTS: dict[str, Adapter] = {module.MUTANT.name: module.MUTANT for module in _MODULES}
@@ -128,6 +133,8 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "mutant-sequence-padded-counted": ("sequence_batch_norm",),
     "mutant-sequence-padded-gradient": ("sequence_batch_norm",),
     "mutant-sequence-unmasked-count": ("sequence_batch_norm",),
+    "mutant-sync-local-mean": ("sync_batch_norm",),
+    "mutant-sync-local-count": ("sync_batch_norm",),
 }
 """The methods each mutant's bug class lives in: it must be killed in every one of them, and
 the mutation score per method (docs/coverage.md) counts it there."""
