@@ -190,8 +190,22 @@ def _requirements() -> list[tuple[str, str]]:
     return out
 
 
+def _valid_counts(case: CaseSpec) -> set[int]:
+    """sequence_batch_norm: valid frames per statistic, from the catalog's prefix mask."""
+    lengths = case.dists["mask"].get("lengths")
+    if case.hyper.get("statistics") == "sequence":
+        return {sum(lengths)}
+    return {sum(1 for length in lengths if length > t) for t in range(case.shapes["mask"][1])}
+
+
 def _meets(case: CaseSpec, requirement: str) -> bool:
-    n = reduction_size(case)
+    if case.method == "sequence_batch_norm":  # its statistics count valid frames
+        counts = _valid_counts(case)
+        n = max(counts) if requirement == "n>1000" else (
+            int(requirement[2:]) if requirement.startswith("n=") and int(requirement[2:]) in
+            counts else None)
+    else:
+        n = reduction_size(case)
     if requirement == "batch=1":
         return case.shape[0] == 1
     if requirement == "n>1000":
