@@ -93,6 +93,16 @@ CASES = (
           "running_var_estimator": "biased"}, ("weight", "bias"), state=True),
 )
 
+CASES += (
+    Case("sequence_batch_norm", "seq-tracked-uneven", (4, 5, 3),
+         {"statistics": "sequence", "training": True, "eps": 1e-5, "channel_axis": -1,
+          "batch_stat_weight": 0.1, "running_var_estimator": "biased"}, ("weight", "bias"),
+         state=True, extra={"mask": np.arange(5)[None, :] < np.array([5, 3, 0, 2])[:, None]}),
+    Case("sequence_batch_norm", "seq-ncl-eval", (3, 2, 4),
+         {"statistics": "sequence", "training": False, "eps": 1e-3, "channel_axis": 1},
+         ("weight",), state=True,
+         extra={"mask": np.arange(4)[None, :] < np.array([4, 1, 3])[:, None]}),
+)
 FIRST_CASES = tuple(next(c for c in CASES if c.method == m) for m in reference.METHODS)
 
 
@@ -116,12 +126,13 @@ def _inputs(case: Case, dtype: str = "float64", seed: int = 0) -> dict[str, np.n
     if case.state:
         inputs["running_mean"] = rng.normal(size=_param_shape(case))
         inputs["running_var"] = rng.uniform(0.5, 2.0, size=_param_shape(case))
-    return {k: _rounded(v, dtype) for k, v in inputs.items()}
+    # integer and boolean inputs (a mask) are given as they are, never rounded
+    return {**{k: _rounded(v, dtype) for k, v in inputs.items()}, **case.extra}
 
 
 def _split(case: Case, inputs: Mapping[str, np.ndarray]
            ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    primals = {k: v for k, v in inputs.items() if k not in STATE}
+    primals = {k: v for k, v in inputs.items() if k not in STATE and k not in case.extra}
     return primals, {k: v for k, v in inputs.items() if k in STATE}
 
 
