@@ -26,6 +26,7 @@ from normspec.conformance import cli_vectors
 from normspec.conformance.vectors import VectorFormatError, load_manifest
 from normspec.conformance.vectors.check import compare, ulp_distance
 from normspec.conformance.vectors.generate import SIZE_BUDGET, build, write
+from normspec.reference import batch_norm
 from safetensors import safe_open
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,16 +62,18 @@ def test_vector_read_with_safetensors_and_json_matches_the_reference(method: str
     file_entry = entry["dtypes"][dtype]
     path = VECTORS / file_entry["file"]
     assert hashlib.sha256(path.read_bytes()).hexdigest() == file_entry["sha256"]
-    case = next(c for c in entry["cases"]
-                if c["name"] in {r["name"] for r in file_entry["cases"]})
+    case = next(c for c in entry["cases"] if "trajectory" not in c
+                and c["name"] in {r["name"] for r in file_entry["cases"]})
     name = case["name"]
     with safe_open(str(path), framework="np") as f:
         names = f.keys()
         tensors = {k: f.get_tensor(k) for k in names if k.startswith(name + "/")}
     inputs = {n: tensors[f"{name}/inputs/{n}"] for n in case["inputs"]}
-    assert {str(a.dtype) for a in inputs.values()} == {dtype}
+    for n, spec in case["inputs"].items():
+        element = dtype if spec["element"] == "float" else spec["element"]
+        assert str(inputs[n].dtype) == element, (n, inputs[n].dtype)
     args = [inputs.get(p) for p in entry["primals"]]
-    state = {n: inputs[n] for n in case["state"]}
+    state = {n: inputs[n] for n in (*case["state"], *case["constants"])}
     module = reference.get(method)
     with np.errstate(all="ignore"):
         fwd = module.forward(*args, **state, **case["hyper"])
@@ -83,6 +86,32 @@ def test_vector_read_with_safetensors_and_json_matches_the_reference(method: str
         stored = tensors[f"{name}/{quantity}"]
         assert stored.dtype == np.float64
         assert _within_1ulp(stored, value), f"{method} {dtype} {name}: {quantity}"
+
+
+def test_a_trajectory_read_with_safetensors_and_json_replays_the_reference() -> None:
+    manifest = _manifest_json()
+    entry = manifest["methods"]["batch_norm"]
+    case = next(c for c in entry["cases"] if c["name"] == "traj-cumulative-biased")
+    name = case["name"]
+    with safe_open(str(VECTORS / "batch_norm" / "float32.safetensors"), framework="np") as f:
+        keys = f.keys()
+        tensors = {k: f.get_tensor(k) for k in keys if k.startswith(name + "/")}
+    assert f"{name}/inputs/x" not in tensors
+    assert tensors[f"{name}/inputs/num_batches_tracked"].dtype == np.int64
+    weight, bias = tensors[f"{name}/inputs/weight"], tensors[f"{name}/inputs/bias"]
+    state: dict[str, Any] = {n: tensors[f"{name}/inputs/{n}"] for n in case["state"]}
+    for step in case["trajectory"]:
+        label = step["label"]
+        x = tensors[f"{name}/{label}/x"]
+        assert list(x.shape) == step["shape"]
+        out = batch_norm.forward(x, weight, bias, **state, **step["hyper"])
+        assert _within_1ulp(tensors[f"{name}/forward/{label}/y"], out["y"])
+        if step["hyper"]["training"]:
+            state = {"running_mean": tensors[f"{name}/forward/{label}/running_mean"],
+                     "running_var": tensors[f"{name}/forward/{label}/running_var"],
+                     "num_batches_tracked": int(
+                         tensors[f"{name}/forward/{label}/num_batches_tracked"])}
+    assert label == "eval"
 
 
 @pytest.mark.parametrize(("method", "tensor"), [
