@@ -126,6 +126,8 @@ def _figure_data(method: str) -> tuple[Any, Any, str] | str:
     if mod is None:
         return (f"`{method}` has no module in `normspec.reference` yet, so there is no layout "
                 "to draw.")
+    if hasattr(mod, "NO_NCHW_EXAMPLE"):
+        return f"No figure of an (N, C, H, W) activation: {mod.NO_NCHW_EXAMPLE}"
     if not hasattr(mod, "layout") or not hasattr(mod, "NCHW_EXAMPLE"):
         return (f"`normspec.reference.{method}` defines no `layout()` and `NCHW_EXAMPLE`: the "
                 "method has no reduction over the axes of an (N, C, H, W) activation to draw.")
