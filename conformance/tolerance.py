@@ -271,33 +271,34 @@ def _lrn_term_magnitude(case: CaseLike, check: str) -> float:
     return _finite_max(direction) * power * (1.0 + 2.0 * abs(float(case.hyper["beta"])))
 
 
+def _channel_norms(a: Array | None, axis: int) -> Array:
+    """The 2-norm of each channel's values (non-finite ones left out); 0 for a missing array."""
+    if a is None:
+        return np.zeros(1)
+    rows = np.moveaxis(np.where(np.isfinite(a), a, 0.0), axis, 0).reshape(a.shape[axis], -1)
+    out: Array = np.sqrt(np.sum(rows * rows, axis=1))
+    return out
+
+
 def _gate_term_magnitude(case: CaseLike, check: str) -> float:
-    """batch_instance_norm's gate: ``drho = clip'(rho) w (S_bn - S_in)``, ``S = sum(g z)`` per
-    channel, a difference of two sums that cancel where the batch and instance statistics
-    agree. An implementation that forms the two sums apart (each branch's weight gradient)
-    errs relative to their terms, ``sum |g z| <= ||g_c|| sqrt(n)`` (``||z_c||^2 <= n`` in
-    either branch); along a tangent, ``sum |g z'| <= ||g_c|| rstd ||t_x,c||`` (``||J|| <= rstd``).
+    """batch_instance_norm's gate: ``drho = clip'(rho) w (S_bn - S_in)`` and
+    ``dweight = r S_bn + (1 - r) S_in`` with ``S = sum(g z)`` per channel, combinations of two
+    sums that cancel where the batch and instance statistics agree (or oppose). An
+    implementation that forms the two sums apart (each branch's weight gradient) errs relative
+    to their terms, ``sum |g z| <= ||g_c|| sqrt(n)`` (``||z_c||^2 <= n`` in either branch);
+    along a tangent, ``sum |g z'| <= ||g_c|| rstd ||t_x,c||`` (``||J|| <= rstd``).
     """
     x = case.inputs["x"]
     c = int(case.hyper.get("channel_axis", 1)) % x.ndim
-    with np.errstate(all="ignore"):
-        def norms(a: Array | None) -> Array:
-            if a is None:
-                return np.zeros(x.shape[c])
-            rows = np.moveaxis(np.where(np.isfinite(a), a, 0.0), c, 0).reshape(x.shape[c], -1)
-            out: Array = np.sqrt(np.sum(rows * rows, axis=1))
-            return out
-
-        g, tx = norms(case.cotangent), norms(case.tangent.get("x"))
-        n = x.size // max(x.shape[c], 1)
-        w = _finite_max(case.inputs.get("weight")) if "weight" in case.inputs else 1.0
-        sums = float(np.max(g, initial=0.0)) * math.sqrt(n)
-        if check == "vjp":
-            return w * sums
-        if check == "second_order":
-            r = max(_inverse_scale(case), _finite_max(_forward(case).get("instance_rstd")))
-            tw = _finite_max(case.tangent.get("weight"))
-            return tw * sums + w * r * float(np.max(g * tx, initial=0.0))
+    g, tx = _channel_norms(case.cotangent, c), _channel_norms(case.tangent.get("x"), c)
+    sums = float(np.max(g, initial=0.0)) * math.sqrt(x.size // max(x.shape[c], 1))
+    w = _finite_max(case.inputs.get("weight")) if "weight" in case.inputs else 1.0
+    if check == "vjp":
+        return w * sums
+    if check == "second_order":
+        r = max(_inverse_scale(case), _finite_max(_forward(case).get("instance_rstd")))
+        tw = _finite_max(case.tangent.get("weight"))
+        return tw * sums + w * r * float(np.max(g * tx, initial=0.0))
     return 0.0
 
 
@@ -308,7 +309,7 @@ def _term_magnitude(case: CaseLike, check: str, quantity: str, tol_class: str) -
     element gives rstd g (1 - z^2) with z^2 close to 1); rounding errors are proportional to
     the terms, so the scale is the larger of the result and the terms.
     """
-    if quantity == "rho":
+    if quantity == "rho" or (quantity == "weight" and check == "vjp" and "rho" in case.inputs):
         return _gate_term_magnitude(case, check)
     r = _inverse_scale(case)
     if r == 0.0:
