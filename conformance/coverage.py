@@ -101,7 +101,7 @@ def reduced_axes(spec: CaseSpec) -> tuple[int, ...]:
     if method == "local_response_norm":
         return ()
     c = channel_axis(spec)
-    if method in ("batch_norm", "batch_renorm"):
+    if method in ("batch_norm", "batch_renorm", "sync_batch_norm"):
         return tuple(i for i in range(nd) if i != c) if spec.hyper["training"] is True else ()
     if method == "ghost_batch_norm":  # a ghost batch's samples (axis 0, in part) and space
         if spec.hyper["training"] is not True:
@@ -121,7 +121,7 @@ def reduction_size(spec: CaseSpec) -> int | None:
         assert isinstance(size, int)
         return size
     axes = reduced_axes(spec)
-    if spec.method in ("batch_norm", "ghost_batch_norm", "batch_renorm") and (
+    if spec.method in ("batch_norm", "ghost_batch_norm", "batch_renorm", "sync_batch_norm") and (
             spec.hyper["training"] is not True):
         return None
     n = math.prod(spec.shape[i] for i in axes)
@@ -363,6 +363,25 @@ def momentum_direction(s: Sample) -> bool:
             and weight not in (0.5,))
 
 
+def shard_sizes(s: Sample) -> list[int]:
+    """sync_batch_norm: each worker's rows (the int64 input of the vectors)."""
+    return [int(n) for n in s.vector.inputs["shard_sizes"]]
+
+
+def workers(check: Callable[[list[int]], bool]) -> Predicate:
+    """sync_batch_norm whose shard sizes pass ``check``."""
+    return lambda s: s.spec.method == "sync_batch_norm" and check(shard_sizes(s))
+
+
+def local_count_differs(s: Sample) -> bool:
+    """sync_batch_norm updating with the unbiased estimator where some worker's own count
+    differs from the global one: a correction with the local count shows."""
+    sizes = shard_sizes(s)
+    return (training(s) and bool(s.spec.state)
+            and s.spec.hyper.get("running_var_estimator") == "unbiased"
+            and any(0 < n < sum(sizes) for n in sizes))
+
+
 def clamped(s: Sample) -> bool:
     """lp_norm: some row's norm is below eps and not zero (y = x / eps carries x)."""
     norm = s.vector.forward.get("norm")
@@ -489,6 +508,37 @@ COVERAGE: Mapping[str, tuple[Row, ...]] = {
             and s.spec.dists["running_var"].kind == "constant"),
         *_SIZE_ROWS, *_AFFINE_ROWS, *_EPS_ROWS[:1], *_DIST_ROWS,
     ),
+    "sync_batch_norm": (
+        Row("training", "global statistics over every worker's shard", training),
+        Row("evaluation", "running statistics normalize; no statistics are exchanged",
+            hyper("training", lambda t: t is False), minimum=2),
+        Row("two workers", "W = 2", workers(lambda w: len(w) == 2), minimum=2),
+        Row("three workers", "W = 3", workers(lambda w: len(w) == 3), minimum=2),
+        Row("four workers", "W = 4", workers(lambda w: len(w) == 4), minimum=2),
+        Row("uneven shards", "workers hold different counts: the merge weights by count",
+            both(training, workers(lambda w: len(set(w)) > 1)), minimum=2),
+        Row("equal shards", "every worker holds the same count",
+            both(training, workers(lambda w: len(w) > 1 and len(set(w)) == 1)), minimum=2),
+        Row("an empty worker", "a worker with no rows takes part in every collective",
+            workers(lambda w: 0 in w), minimum=2),
+        Row("one row per worker", "every worker holds one sample",
+            workers(lambda w: len(w) > 1 and set(w) == {1})),
+        Row("global count in the correction", "unbiased update where a worker's own count "
+            "differs from the global one", local_count_differs, minimum=2),
+        Row("unbiased running variance", "var * n/(n-1), n the global count",
+            estimator("unbiased"), minimum=2),
+        Row("biased running variance", "var enters the running average", estimator("biased"),
+            minimum=2),
+        Row("cumulative, first batch", "f = 1/(0+1)", cumulative(later=False)),
+        Row("cumulative, later batch", "f = 1/(num_batches_tracked+1)", cumulative(later=True)),
+        Row("trajectory, biased", "5 training steps from the implementation's own state, "
+            "then evaluation", trajectory("biased")),
+        Row("trajectory, unbiased", "the same with the unbiased running variance",
+            trajectory("unbiased")),
+        _SEVERAL_AXES, _CHANNEL_ROWS[0],
+        _AFFINE_ROWS[0], _AFFINE_ROWS[3], _EPS_ROWS[0],
+        *(r for r in _DIST_ROWS if r.name not in ("mixed scales in one set", "Inf input")),
+    ),
     "ghost_batch_norm": (
         Row("training", "per-ghost-batch statistics", training),
         Row("evaluation", "running statistics normalize; the batch is not split",
@@ -556,9 +606,8 @@ COVERAGE: Mapping[str, tuple[Row, ...]] = {
             "state, then evaluation", trajectory("biased"), minimum=2),
         Row("trajectory, unbiased", "the same with the unbiased running variance",
             trajectory("unbiased"), minimum=2),
-        # n = 1 and eps = 0 are left out: F.batch_norm refuses both in training (T1, T2), and
-        # batch_norm's own cases cover them
-        *(r for r in _SIZE_ROWS if r.name != "n = 1"), *_AFFINE_ROWS, *_EPS_ROWS[1:],
+        # eps = 0 is left out: F.batch_norm refuses it in training (T1), batch_norm covers it
+        *_SIZE_ROWS, *_AFFINE_ROWS, *_EPS_ROWS[1:],
         *_DIST_ROWS,
     ),
     "sequence_batch_norm": (

@@ -87,6 +87,10 @@ CASES = (
     Case("ghost_batch_norm", "train-tracked-G=2", (4, 3, 2),
          {"training": True, "eps": 1e-5, "ghost_batch_size": 2, "batch_stat_weight": 0.1,
           "running_var_estimator": "unbiased"}, ("weight", "bias"), state=True),
+    # r free in some channels, clipped in others (running_var uniform(0.5, 2) against var ~ 1)
+    Case("batch_renorm", "train-tracked", (5, 3, 2),
+         {"training": True, "eps": 1e-5, "batch_stat_weight": 0.1, "rmax": 1.2, "dmax": 0.5,
+          "running_var_estimator": "unbiased"}, ("weight", "bias"), state=True),
     # on the device process's host devices (tests/test_jax_sync_batch_norm.py for the rest)
     Case("sync_batch_norm", "train-tracked-w3-uneven", (5, 3, 2),
          {"training": True, "eps": 1e-5, "shard_sizes": [1, 0, 4], "batch_stat_weight": 0.1,
@@ -167,8 +171,10 @@ def test_every_method_and_dtype_is_supported_on_cpu(method: str, dtype: str) -> 
     support = ADAPTER.support(method, dtype, "cpu")
     assert support.supported, support.reason
     jnp_only = method in ("lp_norm", "local_response_norm")
-    # ghost_batch_norm: Flax's BatchNorm on a view of the batch, still a composition
-    assert support.kind == ("composed" if jnp_only or method == "ghost_batch_norm"
+    # ghost_batch_norm: Flax's BatchNorm on a view of the batch, still a composition;
+    # batch_renorm: jax.numpy in training, Flax's BatchNorm in evaluation
+    assert support.kind == ("composed" if jnp_only or method in ("ghost_batch_norm",
+                                                                 "batch_renorm")
                             else "native")
     assert ("jax.numpy" if jnp_only else "flax.linen.") in support.reason
 
