@@ -168,6 +168,10 @@ def reduction_size(case: CaseSpec) -> int | None:
     spatial = math.prod(s for i, s in enumerate(shape) if i not in (0, c))
     if method == "instance_norm":
         return spatial
+    if method == "ghost_batch_norm":  # one ghost batch: ghost_batch_size samples, all of space
+        size = case.hyper["ghost_batch_size"]
+        assert isinstance(size, int)
+        return size * spatial if case.hyper.get("training") else None
     groups = case.hyper["groups"]
     assert isinstance(groups, int)
     return shape[c] // groups * spatial
