@@ -48,6 +48,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -146,7 +147,7 @@ def _corrections(lay: Layout, x: FloatArray, var: FloatArray, running_mean: Floa
 
 def _bn_hyper(training: bool, eps: float, channel_axis: int, running_mean: object,
               running_var: object, num_batches_tracked: int, batch_stat_weight: float | str | None,
-              running_var_estimator: str | None) -> dict[str, object]:
+              running_var_estimator: str | None) -> dict[str, Any]:
     return {"training": training, "eps": eps, "channel_axis": channel_axis,
             "running_mean": running_mean, "running_var": running_var,
             "num_batches_tracked": num_batches_tracked, "batch_stat_weight": batch_stat_weight,
@@ -169,19 +170,19 @@ class _Train:
         return self.lay.param_view(self.stats[name])
 
 
-def _train(x: object, weight: object, bias: object, hyper: Mapping[str, object],
+def _train(x: object, weight: object, bias: object, hyper: Mapping[str, Any],
            bounds: tuple[float, float]) -> _Train:
     """Batch norm's training call without affine (its ``y`` is then ``z``), plus r and d."""
-    out = _bn.forward(x, **hyper)  # type: ignore[arg-type]
+    out = _bn.forward(x, **hyper)
     xa = as_float64("x", x)
-    lay = _bn.layout(xa.shape, channel_axis=hyper["channel_axis"])  # type: ignore[arg-type]
+    lay = _bn.layout(xa.shape, channel_axis=hyper["channel_axis"])
     w, b = optional_float64("weight", weight), optional_float64("bias", bias)
     check_shape("weight", w, lay.param_shape)
     check_shape("bias", b, lay.param_shape)
     rm = as_float64("running_mean", hyper["running_mean"])
     rv = as_float64("running_var", hyper["running_var"])
     out["r"], out["d"] = _corrections(lay, xa, out["var"], rm, rv,
-                                      float(hyper["eps"]), *bounds)  # type: ignore[arg-type]
+                                      float(hyper["eps"]), *bounds)
     z = out.pop("y")
     return _Train(lay=lay, x=xa, weight=w, bias=b, z=z, stats=out)
 
@@ -191,9 +192,9 @@ def layout(shape: tuple[int, ...], *, channel_axis: int = 1) -> Layout:
     return _bn.layout(shape, channel_axis=channel_axis)
 
 
-def input_shapes(shape: tuple[int, ...], hyper: Mapping[str, object]) -> dict[str, tuple[int, ...]]:
+def input_shapes(shape: tuple[int, ...], hyper: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
     """Shapes of ``weight``, ``bias`` and the running statistics for an ``x`` of ``shape``."""
-    lay = layout(tuple(shape), channel_axis=hyper.get("channel_axis", 1))  # type: ignore[arg-type]
+    lay = layout(tuple(shape), channel_axis=hyper.get("channel_axis", 1))
     channels = lay.param_shape
     return dict.fromkeys(("weight", "bias", "running_mean", "running_var"), channels)
 
@@ -209,7 +210,7 @@ def forward(x: object, weight: object = None, bias: object = None, *, training: 
     hyper = _bn_hyper(training, eps, channel_axis, running_mean, running_var,
                       num_batches_tracked, batch_stat_weight, running_var_estimator)
     if bounds is None:
-        return _bn.forward(x, weight, bias, **hyper)  # type: ignore[arg-type]
+        return _bn.forward(x, weight, bias, **hyper)
     tr = _train(x, weight, bias, hyper, bounds)
     with np.errstate(all="ignore"):
         y = tr.z * tr.view("r") + tr.view("d")
@@ -240,7 +241,7 @@ def vjp(x: object, weight: object = None, bias: object = None, *, cotangent: obj
     hyper = _bn_hyper(training, eps, channel_axis, running_mean, running_var,
                       num_batches_tracked, batch_stat_weight, running_var_estimator)
     if bounds is None:
-        return _bn.vjp(x, weight, bias, cotangent=cotangent, **hyper)  # type: ignore[arg-type]
+        return _bn.vjp(x, weight, bias, cotangent=cotangent, **hyper)
     tr = _train(x, weight, bias, hyper, bounds)
     g = cotangent_like(cotangent, tr.x.shape)
     # batch norm's training gradients (no running statistics: nothing to update)
@@ -267,7 +268,7 @@ def jvp(x: object, weight: object = None, bias: object = None, *,
     hyper = _bn_hyper(training, eps, channel_axis, running_mean, running_var,
                       num_batches_tracked, batch_stat_weight, running_var_estimator)
     if bounds is None:
-        return _bn.jvp(x, weight, bias, tangent=tangent, **hyper)  # type: ignore[arg-type]
+        return _bn.jvp(x, weight, bias, tangent=tangent, **hyper)
     tr = _train(x, weight, bias, hyper, bounds)
     t = directions("tangent", tangent, {"x": tr.x, "weight": tr.weight, "bias": tr.bias})
     r, d = tr.view("r"), tr.view("d")
@@ -300,7 +301,7 @@ def second_order(x: object, weight: object = None, bias: object = None, *, cotan
     hyper = _bn_hyper(training, eps, channel_axis, running_mean, running_var,
                       num_batches_tracked, batch_stat_weight, running_var_estimator)
     if bounds is None:
-        return _bn.second_order(x, weight, bias, cotangent=cotangent,  # type: ignore[arg-type]
+        return _bn.second_order(x, weight, bias, cotangent=cotangent,
                                 tangent=tangent, **hyper)
     tr = _train(x, weight, bias, hyper, bounds)
     grads = _bn.second_order(tr.x, tr.weight, tr.bias, cotangent=cotangent, tangent=tangent,
