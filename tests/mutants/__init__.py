@@ -11,6 +11,8 @@ from __future__ import annotations
 from normspec.adapters.protocol import Adapter
 
 from . import (
+    bin_clip_slope_open,
+    bin_rho_not_clipped,
     channels_first_assumed,
     cumulative_fixed_momentum,
     eps_outside_sqrt,
@@ -29,6 +31,8 @@ from . import (
     lrn_alpha_undivided,
     lrn_sliding_sum,
     lrn_window_onnx,
+    mixed_alpha_on_running,
+    mixed_mixture_of_variances,
     nan_on_constant,
     one_pass_variance,
     renorm_grad_through_r_d,
@@ -88,6 +92,12 @@ _MODULES = (
     # sync batch norm: the global mean, the global count
     sync_local_mean,
     sync_local_count,
+    # mixed-statistics evaluation: the variance rule, the side alpha weights
+    mixed_mixture_of_variances,
+    mixed_alpha_on_running,
+    # batch-instance norm: the gate's clip and its slope at the clip's ends
+    bin_rho_not_clipped,
+    bin_clip_slope_open,
 )
 
 MUTANTS: dict[str, Adapter] = {module.MUTANT.name: module.MUTANT for module in _MODULES}
@@ -135,6 +145,10 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "mutant-sequence-unmasked-count": ("sequence_batch_norm",),
     "mutant-sync-local-mean": ("sync_batch_norm",),
     "mutant-sync-local-count": ("sync_batch_norm",),
+    "mutant-mixed-mixture-of-variances": ("mixed_eval_batch_norm",),
+    "mutant-mixed-alpha-on-running": ("mixed_eval_batch_norm",),
+    "mutant-bin-rho-not-clipped": ("batch_instance_norm",),
+    "mutant-bin-clip-slope-open": ("batch_instance_norm",),
 }
 """The methods each mutant's bug class lives in: it must be killed in every one of them, and
 the mutation score per method (docs/coverage.md) counts it there."""
