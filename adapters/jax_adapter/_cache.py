@@ -50,8 +50,10 @@ ENV_VAR = "NORMSPEC_JAX_CACHE"
 _OFF = frozenset({"0", "off", "false", "no"})
 _ON = frozenset({"", "1", "on", "true", "yes"})
 
-_SOURCES = ("methods.py", "autodiff.py", "_runtime.py", "_cache.py")
-"""The adapter's modules whose code decides a traced program (hashed into the fingerprint)."""
+_SOURCES = "*.py"
+"""The adapter's modules whose code decides a traced program (hashed into the fingerprint):
+every module of the package, so a translation kept in its own file (ghost_batch_norm.py, ...)
+invalidates its programs when it changes, as methods.py does."""
 
 _DISTRIBUTIONS = ("jax", "jaxlib", "flax", "numpy", "ml_dtypes")
 
@@ -149,8 +151,8 @@ def fingerprint() -> str:
     executable stored under another fingerprint is never read.
     """
     here = Path(__file__).parent
-    sources = {name: hashlib.sha256((here / name).read_bytes()).hexdigest()
-               for name in _SOURCES}
+    sources = {path.name: hashlib.sha256(path.read_bytes()).hexdigest()
+               for path in sorted(here.glob(_SOURCES))}
     blob = json.dumps({"versions": _versions(), "sources": sources, "host": host_id()},
                       sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]

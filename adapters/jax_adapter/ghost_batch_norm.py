@@ -1,19 +1,20 @@
 """ghost_batch_norm in JAX, composed: neither JAX nor Flax has a ghost batch norm layer.
 
-``flax.linen.BatchNorm`` normalizes every ghost batch at once. With the channel axis moved to
-1, ``x`` of shape ``(N, C, *S)`` is viewed as ``(G, B, C, L)`` (``B = ghost_batch_size``,
-``L = prod(S)``, ghost index outer: contiguous ghost batches), and the layer gets
-``axis=(0, 2)``: the ghost and channel axes are its feature axes, so it reduces exactly each
-(ghost, channel) set over ``B`` and ``L``. Its ``scale`` and ``bias`` have shape ``(G, C)``;
-they are ``weight`` and ``bias`` broadcast over the ghost axis, so autodiff sums the parameter
-gradients over the ghost batches. Every value and derivative is Flax's BatchNorm under jax.vjp
-and jax.jvp, with Flax's defaults (``use_fast_variance`` included, as for batch_norm).
+One ``flax.linen.BatchNorm`` normalizes every ghost batch at once, as in the torch adapter.
+With the channel axis moved to 1, ``x`` of shape ``(N, C, *S)`` is viewed as ``(G, B, C, L)``
+(``B = ghost_batch_size``, ``L = prod(S)``, ghost index outer: contiguous ghost batches) and
+rearranged to ``(B, G*C, L)``: each (ghost, channel) pair is one feature of the layer
+(``axis=1``), which reduces exactly that ghost batch's set over ``B`` and ``L``. Its ``scale``
+and ``bias`` are ``weight`` and ``bias`` tiled ``G`` times (feature ``g*C + c`` holds channel
+``c``'s), so autodiff sums the parameter gradients over the ghost batches. Every value and
+derivative is Flax's BatchNorm under jax.vjp and jax.jvp, with Flax's defaults
+(``use_fast_variance`` included, as for batch_norm).
 
-Running statistics, updated once per call: Flax's ``batch_stats`` of shape ``(G, C)`` start as
-the running statistics broadcast over the ghosts and become
+Running statistics, updated once per call: Flax's ``batch_stats`` of shape ``(G*C,)`` start as
+the running statistics tiled over the ghosts and become
 ``momentum * running + (1 - momentum) * stat[g, c]`` with ``momentum = 1 - f`` (the biased
 variance, Flax's only one). The update is affine in the statistic, so their average over the
-ghost axis is the spec's update. With ``running_var_estimator="unbiased"``, which Flax cannot
+ghosts is the spec's update. With ``running_var_estimator="unbiased"``, which Flax cannot
 store, the update is composed from ``jnp.mean`` and ``jnp.var(ddof=1)`` on the same view, in
 Flax's statistics dtype; ``n`` is one ghost batch's count, as in the spec.
 
@@ -32,10 +33,10 @@ if TYPE_CHECKING:
 
     from .methods import Fn
 
-API = ("composed: flax.linen.BatchNorm(axis=(0, 2)) on the (G, B, C, L) view of x (ghost and "
-       "channel as feature axes), scale/bias broadcast over the ghosts; running statistics "
-       "are its per-ghost batch_stats averaged over the ghost axis (unbiased estimator "
-       "composed from jnp.var(ddof=1)); evaluation is flax.linen.BatchNorm")
+API = ("composed: one flax.linen.BatchNorm on the (B, G*C, L) view of x (each ghost batch's "
+       "channel is one feature), scale/bias tiled G times; running statistics are its "
+       "per-ghost batch_stats averaged over the ghosts (unbiased estimator composed from "
+       "jnp.var(ddof=1)); evaluation is flax.linen.BatchNorm")
 """What the report shows for this method: Flax has no ghost batch norm layer."""
 
 
@@ -78,7 +79,9 @@ def ghost_batch_norm(dt: Any, *, training: bool, eps: float, ghost_batch_size: i
             raise ValueError(f"argument 'ghost_batch_size': got {size}, expected a divisor of "
                              f"the batch size {batch}")
         ghosts = batch // size
-        view = xm.reshape(ghosts, size, channels, -1)
+        features = ghosts * channels
+        view = jnp.transpose(xm.reshape(ghosts, size, channels, -1), (1, 0, 2, 3)).reshape(
+            size, features, -1)
         tracking = "running_mean" in s
         if tracking != ("running_var" in s):
             raise ValueError("argument 'running_mean': running_mean and running_var must be "
@@ -86,32 +89,36 @@ def ghost_batch_norm(dt: Any, *, training: bool, eps: float, ghost_batch_size: i
         if tracking and momentum is None:
             raise ValueError("argument 'batch_stat_weight': got None while updating running "
                              "statistics, expected a number in [0, 1] or 'cumulative'")
-        shape = (ghosts, channels)
         if tracking:
-            stats = {"mean": jnp.broadcast_to(s["running_mean"], shape),
-                     "var": jnp.broadcast_to(s["running_var"], shape)}
+            stats = {"mean": jnp.tile(s["running_mean"], ghosts),
+                     "var": jnp.tile(s["running_var"], ghosts)}
         else:
             # Flax always keeps batch_stats; without tracking they are scratch, thrown away.
-            stats = {"mean": jnp.zeros(shape, sdt), "var": jnp.ones(shape, sdt)}
-        params = {k: jnp.broadcast_to(v, shape) for k, v in
+            stats = {"mean": jnp.zeros((features,), sdt), "var": jnp.ones((features,), sdt)}
+        params = {k: jnp.tile(v, ghosts) for k, v in
                   (("scale", p.get("weight")), ("bias", p.get("bias"))) if v is not None}
         m = 0.0 if momentum is None else momentum
-        layer = nn.BatchNorm(use_running_average=False, axis=(0, 2), epsilon=eps, momentum=m,
+        layer = nn.BatchNorm(use_running_average=False, axis=1, epsilon=eps, momentum=m,
                              dtype=dt, param_dtype=dt, use_scale="weight" in p,
                              use_bias="bias" in p)
         yv: jax.Array
         yv, updated = layer.apply({"params": params, "batch_stats": stats}, view,
                                   mutable=["batch_stats"])
-        y = jnp.moveaxis(yv.reshape(xm.shape), 1, c)
+        y = jnp.transpose(yv.reshape(size, ghosts, channels, -1), (1, 0, 2, 3)).reshape(xm.shape)
+        y = jnp.moveaxis(y, 1, c)
         if not tracking:
             return y, {}
+
+        def average(stat: jax.Array) -> jax.Array:  # (G*C,) ghost-major -> mean over ghosts
+            out: jax.Array = jnp.mean(stat.reshape(ghosts, channels), axis=0)
+            return out
+
         if running_var_estimator != "unbiased":
             new = updated["batch_stats"]
-            return y, {"running_mean": jnp.mean(new["mean"], axis=0),
-                       "running_var": jnp.mean(new["var"], axis=0)}
+            return y, {"running_mean": average(new["mean"]), "running_var": average(new["var"])}
         xs = lax.stop_gradient(view).astype(sdt)
-        mean, var = jnp.mean(xs, axis=(1, 3)), jnp.var(xs, axis=(1, 3), ddof=1)
-        return y, {"running_mean": m * s["running_mean"] + (1 - m) * jnp.mean(mean, axis=0),
-                   "running_var": m * s["running_var"] + (1 - m) * jnp.mean(var, axis=0)}
+        mean, var = jnp.mean(xs, axis=(0, 2)), jnp.var(xs, axis=(0, 2), ddof=1)
+        return y, {"running_mean": m * s["running_mean"] + (1 - m) * average(mean),
+                   "running_var": m * s["running_var"] + (1 - m) * average(var)}
 
     return fn
