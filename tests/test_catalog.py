@@ -162,7 +162,7 @@ def reduction_size(case: CaseSpec) -> int | None:
         assert isinstance(size, int)
         return size
     c = _axis(case, "channel_axis", 1)
-    if method in ("batch_norm", "batch_renorm"):
+    if method in ("batch_norm", "batch_renorm", "sync_batch_norm"):
         return math.prod(s for i, s in enumerate(shape) if i != c) if case.hyper[
             "training"] else None
     spatial = math.prod(s for i, s in enumerate(shape) if i not in (0, c))

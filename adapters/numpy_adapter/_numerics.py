@@ -149,7 +149,9 @@ class Numerics:
                 continue
             total = n + nb
             delta = mb - mean
-            mean = mean + delta * mean.dtype.type(nb / total)
+            # the mean as the count-weighted average: mean + delta * nb/total would turn an
+            # infinite mean into inf - inf = NaN where the sum over the batch gives inf
+            mean = mean * mean.dtype.type(n / total) + mb * mean.dtype.type(nb / total)
             m2 = m2 + m2b + delta * delta * mean.dtype.type(n * nb / total)
             n = total
         return mean, m2
