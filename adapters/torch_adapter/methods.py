@@ -234,7 +234,10 @@ def _biased_update(xm: Tensor, rm: Tensor, rv: Tensor, count: Tensor, momentum: 
                    ) -> dict[str, Tensor]:
     """The spec's update with the biased batch variance, composed from torch primitives."""
     dims = tuple(i for i in range(xm.dim()) if i != 1)
-    var, mean = torch.var_mean(xm.detach(), dim=dims, correction=0)
+    # torch.var_mean's (Welford) mean is NaN for a channel holding an infinity; torch.mean
+    # gives the spec's +-inf (the variance is NaN there either way: inf - inf)
+    var = torch.var(xm.detach(), dim=dims, correction=0)
+    mean = torch.mean(xm.detach(), dim=dims)
     new_count = count + 1
     f = 1.0 / float(new_count.item()) if momentum is None else momentum
     # The same form as PyTorch's own running-statistics kernels: f * new + (1 - f) * old.
