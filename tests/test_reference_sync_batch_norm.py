@@ -108,7 +108,8 @@ def test_merge_does_not_depend_on_the_order_of_the_workers() -> None:
     for perm in ([4, 3, 2, 1, 0], [2, 0, 4, 1, 3]):
         got = sbn.merge_moments(counts[perm], means[perm], m2s[perm])
         assert got[0] == base[0]
-        assert np.array_equal(got[1], base[1]) and np.array_equal(got[2], base[2])
+        assert np.array_equal(got[1], base[1])
+        assert np.array_equal(got[2], base[2])
 
 
 def test_empty_workers_are_skipped_even_with_nan_moments() -> None:
@@ -126,8 +127,10 @@ def test_merge_weights_by_count_not_by_worker() -> None:
 def test_merge_propagates_nan_and_inf_of_a_worker_that_holds_values() -> None:
     _, mean, m2 = sbn.merge_moments([2, 2], np.array([[1.0, np.inf], [np.nan, 1.0]]),
                                     np.array([[0.0, 0.0], [0.0, 0.0]]))
-    assert np.isnan(mean[0]) and np.isnan(m2[0])
-    assert mean[1] == np.inf and np.isnan(m2[1])
+    assert np.isnan(mean[0])
+    assert np.isnan(m2[0])
+    assert mean[1] == np.inf
+    assert np.isnan(m2[1])
 
 
 @pytest.mark.parametrize(("counts", "means", "m2s", "match"), [
@@ -263,7 +266,8 @@ def test_nan_in_one_shard_poisons_its_channel_on_every_worker() -> None:
     x = np.random.default_rng(2).standard_normal((5, 2))
     x[4, 1] = np.nan
     y = sbn.forward(x, shard_sizes=[2, 3], training=True, eps=EPS)["y"]
-    assert np.isnan(y[:, 1]).all() and np.isfinite(y[:, 0]).all()
+    assert np.isnan(y[:, 1]).all()
+    assert np.isfinite(y[:, 0]).all()
 
 
 # --- bad input ----------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ a proof that the merge equals the statistics of the concatenation.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import mpmath
@@ -68,7 +69,7 @@ def mp_forward(primals: dict[str, np.ndarray | None], hyper: dict[str, Any]
             for c in range(channels):
                 per_channel = np.take(xm, c, axis=c_axis)  # batch axis stays axis 0
                 parts = [_shard_moments(list(per_channel[lo:hi].ravel()))
-                         for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
+                         for lo, hi in itertools.pairwise(bounds)]
                 count, mean[c], m2 = merge(parts)
                 var[c] = m2 / count
             center, spread = mean, var
