@@ -101,6 +101,10 @@ def reduced_axes(spec: CaseSpec) -> tuple[int, ...]:
     if method == "local_response_norm":
         return ()
     c = channel_axis(spec)
+    if method == "mixed_eval_batch_norm":  # batch statistics, with no training switch
+        return tuple(i for i in range(nd) if i != c)
+    if method == "batch_instance_norm" and spec.hyper["training"] is True:
+        return tuple(i for i in range(nd) if i != c)  # the batch part (evaluation: instances)
     if method in ("batch_norm", "batch_renorm", "sync_batch_norm"):
         return tuple(i for i in range(nd) if i != c) if spec.hyper["training"] is True else ()
     if method == "ghost_batch_norm":  # a ghost batch's samples (axis 0, in part) and space
@@ -361,6 +365,32 @@ def momentum_direction(s: Sample) -> bool:
     weight = s.spec.hyper.get("batch_stat_weight")
     return (training(s) and bool(s.spec.state) and isinstance(weight, float)
             and weight not in (0.5,))
+
+
+def gate(kind: str) -> Predicate:
+    """batch_instance_norm: some channel's gate ``rho`` (as stored in the dtype) is ``kind``:
+    ``"inside"`` (0, 1), at an ``"end"`` of the clip (0 or 1), or ``"outside"`` [0, 1]."""
+    def test(s: Sample) -> bool:
+        rho = s.vector.inputs.get("rho")
+        if rho is None:
+            return False
+        where = {"inside": (rho > 0) & (rho < 1), "end": (rho == 0) | (rho == 1),
+                 "outside": (rho < 0) | (rho > 1)}[kind]
+        return bool(np.any(where))
+    return test
+
+
+def mixture_gap(s: Sample) -> bool:
+    """mixed_eval_batch_norm with 0 < alpha < 1 where the variance of the mixture visibly
+    exceeds the mixture of the variances: the gap term alpha (1 - alpha) (mean_b - rm)^2."""
+    alpha, fwd = s.spec.hyper.get("alpha"), s.vector.forward
+    rv = s.vector.inputs.get("running_var")
+    if not isinstance(alpha, float) or not 0.0 < alpha < 1.0 or rv is None or "var" not in fwd:
+        return False
+    with np.errstate(all="ignore"):
+        blend = alpha * fwd["batch_var"] + (1.0 - alpha) * rv
+        excess = (fwd["var"] - blend) / np.abs(fwd["var"])
+    return bool(np.nanmax(excess, initial=0.0) > VISIBLE * UNIT_ROUNDOFF[s.dtype])
 
 
 def shard_sizes(s: Sample) -> list[int]:
@@ -658,6 +688,48 @@ COVERAGE: Mapping[str, tuple[Row, ...]] = {
             counts_are(lambda k: bool((k > 1000).any()))),
         *_AFFINE_ROWS, *_EPS_ROWS[:1],
         *(r for r in _DIST_ROWS if r.name not in ("NaN input", "Inf input")),
+    ),
+    "mixed_eval_batch_norm": (
+        Row("alpha = 0", "batch_norm's evaluation: the batch enters multiplied by 0",
+            hyper("alpha", lambda a: a == 0.0), minimum=2),
+        Row("alpha = 1", "batch_norm's training normalization (biased batch variance)",
+            hyper("alpha", lambda a: a == 1.0), minimum=2),
+        Row("0 < alpha < 1, alpha != 1/2", "a mixture whose weights tell the batch side from "
+            "the running side", hyper("alpha", lambda a: 0.0 < a < 1.0 and a != 0.5), minimum=2),
+        Row("variance of the mixture", "the gap term alpha (1 - alpha) (mean_b - running_mean)^2 "
+            "stands out of the dtype's roundoff", mixture_gap, minimum=2),
+        _SEVERAL_AXES, *_CHANNEL_ROWS, *_SIZE_ROWS, *_AFFINE_ROWS, *_EPS_ROWS[:1], *_DIST_ROWS,
+    ),
+    "batch_instance_norm": (
+        Row("training", "batch statistics in the batch part", training),
+        Row("evaluation", "running statistics in the batch part, instance statistics always",
+            hyper("training", lambda t: t is False), minimum=2),
+        Row("gate inside (0, 1)", "a blend of batch and instance norm", gate("inside"),
+            minimum=2),
+        Row("gate at a clip end", "rho exactly 0 or 1: the clip's slope there is 1",
+            gate("end"), minimum=2),
+        Row("gate outside [0, 1]", "clipped in the forward, no gradient", gate("outside"),
+            minimum=2),
+        _SEVERAL_AXES, *_CHANNEL_ROWS,
+        Row("unbiased running variance", "var * n/(n-1) enters the running average",
+            estimator("unbiased"), minimum=2),
+        Row("biased running variance", "var enters the running average", estimator("biased"),
+            minimum=2),
+        Row("cumulative, first batch", "f = 1: the batch replaces the running statistics",
+            cumulative(later=False)),
+        Row("cumulative, later batch", "f = 1/(num_batches_tracked+1)", cumulative(later=True)),
+        Row("batch_stat_weight direction", "a numeric f != 1 - f: the weight of the new batch",
+            momentum_direction, minimum=2),
+        Row("trajectory, biased", "5+ training steps, each from the implementation's own "
+            "state, then evaluation", trajectory("biased"), minimum=2),
+        Row("trajectory, unbiased", "the same with the unbiased running variance",
+            trajectory("unbiased"), minimum=2),
+        # n = 1 is left out: a spatial size of 1 makes each instance constant (instance_norm
+        # covers it, and F.instance_norm refuses it, T3)
+        *(r for r in _SIZE_ROWS if r.name != "n = 1"),
+        *(Row(r.name, r.what, primals("rho", *names)) for r, names in zip(
+            _AFFINE_ROWS, (("weight", "bias"), ("weight",), ("bias",), ()), strict=True)),
+        *_EPS_ROWS[:1], *_DIST_ROWS,
     ),
     "layer_norm": (
         _SEVERAL_AXES, Row("1-d input", "the whole input is one set",

@@ -189,7 +189,19 @@ def _forward(case: CaseLike) -> Mapping[str, Array]:
 
 
 def kappa(case: CaseLike) -> float:
-    """Conditioning of the reduction: how much a relative error in the mean is amplified."""
+    """Conditioning of the reduction: how much a relative error in the mean is amplified.
+
+    batch_instance_norm normalizes twice: the worse of its batch and its instance part.
+    """
+    fwd = _forward(case)
+    if "instance_rstd" not in fwd:
+        return _batch_kappa(case)
+    with np.errstate(all="ignore"):
+        inner = 1.0 + _finite_max(np.abs(fwd["instance_mean"]) * fwd["instance_rstd"])
+    return max(_batch_kappa(case), inner)
+
+
+def _batch_kappa(case: CaseLike) -> float:
     if case.method not in CENTERED:
         return 1.0
     fwd = _forward(case)
@@ -228,7 +240,12 @@ def terms(case: CaseLike, quantity: str, tol_class: str) -> int:
 
 
 def _inverse_scale(case: CaseLike) -> float:
-    """max rstd (or rrms): the factor the moment methods' derivatives carry."""
+    """max rstd (or rrms): the factor the moment methods' derivatives carry (for
+    batch_instance_norm, of either part: its instance sets may spread far less than a batch)."""
+    return max(_own_inverse_scale(case), _finite_max(_forward(case).get("instance_rstd")))
+
+
+def _own_inverse_scale(case: CaseLike) -> float:
     fwd = _forward(case)
     for key in ("rstd", "rrms"):
         if key in fwd:
@@ -296,7 +313,7 @@ def _gate_term_magnitude(case: CaseLike, check: str) -> float:
     if check == "vjp":
         return w * sums
     if check == "second_order":
-        r = max(_inverse_scale(case), _finite_max(_forward(case).get("instance_rstd")))
+        r = _inverse_scale(case)
         tw = _finite_max(case.tangent.get("weight"))
         return tw * sums + w * r * float(np.max(g * tx, initial=0.0))
     return 0.0
