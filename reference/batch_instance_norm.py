@@ -51,8 +51,8 @@ from ._checks import (
 from ._layout import Layout
 
 PRIMALS = ("x", "rho", "weight", "bias")
-"""Differentiable inputs, in call order; ``rho`` is required, ``weight`` and ``bias`` may be
-None (1 and 0)."""
+"""Differentiable inputs, in call order; ``rho`` is required (no default), ``weight`` and
+``bias`` may be None (1 and 0)."""
 STATE = ("running_mean", "running_var")
 """Float state inputs of the batch part, passed by keyword and returned updated in training."""
 STATS = ("mean", "var", "rstd", "instance_mean", "instance_var", "instance_rstd",
@@ -139,7 +139,7 @@ def instance_layout(shape: tuple[int, ...], *, channel_axis: int = 1) -> Layout:
     return instance_norm.layout(shape, channel_axis=channel_axis)
 
 
-def forward(x: object, rho: object = None, weight: object = None, bias: object = None, *,
+def forward(x: object, rho: object, weight: object = None, bias: object = None, *,
             training: bool, eps: float, channel_axis: int = 1, running_mean: object = None,
             running_var: object = None, num_batches_tracked: int = 0,
             batch_stat_weight: float | str | None = None,
@@ -173,7 +173,7 @@ def _branch_weights(call: _Call, t_rho: FloatArray, t_w: FloatArray | None
 
 
 @ieee
-def vjp(x: object, rho: object = None, weight: object = None, bias: object = None, *,
+def vjp(x: object, rho: object, weight: object = None, bias: object = None, *,
         cotangent: object, training: bool, eps: float, channel_axis: int = 1,
         running_mean: object = None, running_var: object = None, num_batches_tracked: int = 0,
         batch_stat_weight: float | str | None = None,
@@ -201,7 +201,7 @@ def vjp(x: object, rho: object = None, weight: object = None, bias: object = Non
 
 
 @ieee
-def jvp(x: object, rho: object = None, weight: object = None, bias: object = None, *,
+def jvp(x: object, rho: object, weight: object = None, bias: object = None, *,
         tangent: Mapping[str, object], training: bool, eps: float, channel_axis: int = 1,
         running_mean: object = None, running_var: object = None, num_batches_tracked: int = 0,
         batch_stat_weight: float | str | None = None,
@@ -231,7 +231,7 @@ def jvp(x: object, rho: object = None, weight: object = None, bias: object = Non
 
 
 @ieee
-def second_order(x: object, rho: object = None, weight: object = None, bias: object = None, *,
+def second_order(x: object, rho: object, weight: object = None, bias: object = None, *,
                  cotangent: object, tangent: Mapping[str, object], training: bool, eps: float,
                  channel_axis: int = 1, running_mean: object = None, running_var: object = None,
                  num_batches_tracked: int = 0, batch_stat_weight: float | str | None = None,

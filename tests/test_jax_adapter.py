@@ -107,6 +107,16 @@ CASES += (
          ("weight",), state=True,
          extra={"mask": np.arange(4)[None, :] < np.array([4, 1, 3])[:, None]}),
 )
+CASES += (
+    Case("mixed_eval_batch_norm", "alpha=0.3", (4, 3, 2), {"alpha": 0.3, "eps": 1e-5},
+         ("weight", "bias"), state=True),
+    # rho ~ N(0, 0.5): gates inside and outside [0, 1]
+    Case("batch_instance_norm", "train-tracked", (3, 4, 2),
+         {"training": True, "eps": 1e-5, "batch_stat_weight": 0.1,
+          "running_var_estimator": "unbiased"}, ("rho", "weight", "bias"), state=True),
+    Case("batch_instance_norm", "eval-channels-last", (2, 3, 3),
+         {"training": False, "eps": 1e-5, "channel_axis": -1}, ("rho", "weight"), state=True),
+)
 FIRST_CASES = tuple(next(c for c in CASES if c.method == m) for m in reference.METHODS)
 
 
@@ -170,11 +180,13 @@ def test_adapter_satisfies_the_protocol() -> None:
 def test_every_method_and_dtype_is_supported_on_cpu(method: str, dtype: str) -> None:
     support = ADAPTER.support(method, dtype, "cpu")
     assert support.supported, support.reason
-    jnp_only = method in ("lp_norm", "local_response_norm")
+    jnp_only = method in ("lp_norm", "local_response_norm", "mixed_eval_batch_norm")
     # ghost_batch_norm: Flax's BatchNorm on a view of the batch, still a composition;
     # batch_renorm: jax.numpy in training, Flax's BatchNorm in evaluation
+    # batch_instance_norm: Flax's BatchNorm and InstanceNorm blended by the gate
     assert support.kind == ("composed" if jnp_only or method in ("ghost_batch_norm",
-                                                                 "batch_renorm")
+                                                                 "batch_renorm",
+                                                                 "batch_instance_norm")
                             else "native")
     assert ("jax.numpy" if jnp_only else "flax.linen.") in support.reason
 
