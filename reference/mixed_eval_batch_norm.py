@@ -44,13 +44,13 @@ from fractions import Fraction
 
 import numpy as np
 
+from . import batch_norm
 from ._checks import (
     FloatArray,
     as_float64,
     check_axis,
     check_eps,
     check_ndim,
-    check_nonempty_reduction,
     check_shape,
     cotangent_like,
     directions,
@@ -109,26 +109,23 @@ def _check_alpha(value: object) -> float:
 
 
 def _check_running(name: str, value: object, channels: int) -> FloatArray:
-    arr = optional_float64(name, value)
+    """batch_norm's checks of a running statistic, which is required here."""
+    arr = batch_norm._check_running(name, value, channels)
     if arr is None:
         raise ValueError(f"argument {name!r}: got None, expected an array of shape "
                          f"({channels},): evaluation with mixed statistics needs both running "
                          "statistics")
-    check_shape(name, arr, (channels,))
-    if name == "running_var" and bool(np.any(arr < 0)):
-        raise ValueError(f"argument 'running_var': got negative entries {arr[arr < 0].tolist()}, "
-                         "expected a variance >= 0 (or NaN)")
     return arr
 
 
-def _exact_mean(row: FloatArray, fallback: float) -> Fraction | None:
+def _exact_mean(row: FloatArray, rounded: float) -> Fraction | None:
     """The batch mean as an exact rational (to 2^-100 relative), None off the finite range.
 
     ``fsum`` gives the correctly rounded sum ``s1``; ``fsum(row, -s1)`` the rounded remainder,
     so ``s1 + s2`` is the sum to far below float64's resolution.
     """
     values = row.tolist()
-    if not (math.isfinite(fallback) and all(math.isfinite(v) for v in values)):
+    if not (math.isfinite(rounded) and all(math.isfinite(v) for v in values)):
         return None
     try:
         s1 = math.fsum(values)
@@ -177,7 +174,6 @@ def _setup(x: object, weight: object, bias: object, *, running_mean: object,
     c = check_axis("channel_axis", channel_axis, xa.ndim)
     e = check_eps(eps)
     a = _check_alpha(alpha)
-    others = tuple(i for i in range(xa.ndim) if i != c)
     channels = xa.shape[c]
     w, b = optional_float64("weight", weight), optional_float64("bias", bias)
     check_shape("weight", w, (channels,))
@@ -185,11 +181,8 @@ def _setup(x: object, weight: object, bias: object, *, running_mean: object,
     rm = _check_running("running_mean", running_mean, channels)
     rv = _check_running("running_var", running_var, channels)
     # The batch statistics enter for every alpha (0 * mean is still computed), so an empty
-    # batch has no defined output.
-    check_nonempty_reduction("x", xa.shape, others)
-    n = math.prod(xa.shape[i] for i in others)
-    lay = Layout(shape=xa.shape, perm=(c, *others), stat_shape=(channels,), n=n,
-                 param_axes=(c,))
+    # batch has no defined output: batch norm's training layout rejects it.
+    lay = layout(xa.shape, channel_axis=c)
     batch, mean, var, rstd, z = _mixed(lay.to_rows(xa), e, a, rm, rv)
     return _Call(x=xa, weight=w, bias=b, layout=lay, alpha=a, batch=batch, mean=mean, var=var,
                  rstd=rstd, z=z)
@@ -227,16 +220,13 @@ def _w(call: _Call) -> FloatArray | float:
 
 
 def layout(shape: tuple[int, ...], *, channel_axis: int = 1) -> Layout:
-    """The reduction layout of the batch statistics (no computation).
+    """The reduction layout of the batch statistics: batch norm's in training (no computation).
 
     >>> from normspec.reference._layout import reduction_sets
     >>> reduction_sets(layout((2, 3))).tolist()              # one set per channel
     [[0, 1, 2], [0, 1, 2]]
     """
-    c = check_axis("channel_axis", channel_axis, len(shape))
-    others = tuple(i for i in range(len(shape)) if i != c)
-    return Layout(shape=tuple(shape), perm=(c, *others), stat_shape=(shape[c],),
-                  n=math.prod(shape[i] for i in others), param_axes=(c,))
+    return batch_norm.layout(shape, channel_axis=channel_axis)
 
 
 def forward(x: object, weight: object = None, bias: object = None, *, running_mean: object,
