@@ -29,7 +29,8 @@ def _install(session: nox.Session, *extras: str) -> None:
 def tests(session: nox.Session) -> None:
     """normspec's own tests: reference proofs, vectors, adapters, runner, mutants."""
     _install(session, "test", "torch", "jax", "onnx")
-    session.run("python", "-m", "pytest", *session.posargs)
+    # one pytest-xdist worker per core unless the caller passes its own arguments
+    session.run("python", "-m", "pytest", *(session.posargs or ("-n", "auto")))
 
 
 @nox.session
