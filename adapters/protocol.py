@@ -13,8 +13,9 @@ Conventions that hold for every call:
   framework's tensor in ``dtype`` is exact, except running state fed back along a trajectory:
   it is what the adapter itself returned from the step before, in whatever precision it keeps
   its state. Integer and boolean inputs (the step counter ``num_batches_tracked`` as a 0-d
-  ``int64`` array, masks, shard sizes) cross as ``int64`` and ``bool`` arrays. Results are converted back to ``float64`` *after* the framework computed
-  them in ``dtype``; never compute in a wider type than the framework itself would.
+  ``int64`` array, masks, shard sizes) cross as ``int64`` and ``bool`` arrays. Results are
+  converted back to ``float64`` *after* the framework computed them in ``dtype``; never compute
+  in a wider type than the framework itself would.
 * ``method`` is a name from :data:`normspec.reference.METHODS`; ``inputs`` maps the reference's
   argument names (its ``PRIMALS``, its state such as ``running_mean`` and the counter, and its
   integer or boolean constants) to arrays or None;

@@ -264,7 +264,8 @@ def test_the_step_counter_arrives_as_state_whenever_statistics_are_tracked() -> 
         if "running_mean" in inputs:
             tracking += 1
             counter = inputs["num_batches_tracked"]
-            assert counter.dtype == np.int64 and counter.shape == (), case.name
+            assert counter.dtype == np.int64, case.name
+            assert counter.shape == (), case.name
         else:
             assert "num_batches_tracked" not in inputs, case.name
     assert tracking >= 20

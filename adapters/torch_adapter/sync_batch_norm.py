@@ -52,7 +52,7 @@ _GROUP: list[Any] = [None]
 """The process group of the request being served (None: the default group)."""
 
 
-class AllReduceSum(torch.autograd.Function):
+class AllReduceSum(torch.autograd.Function):  # type: ignore[misc, unused-ignore]
     """``torch.distributed.all_reduce(SUM)`` on a copy, differentiable in both modes."""
 
     @staticmethod
@@ -68,17 +68,17 @@ class AllReduceSum(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> Tensor:
         # d(sum_r t_r)/d t_q = I for every rank q: each rank's cotangent is the sum of all.
-        out: Tensor = AllReduceSum.apply(grad)  # type: ignore[no-untyped-call]
+        out: Tensor = AllReduceSum.apply(grad)  # type: ignore[no-untyped-call, unused-ignore]
         return out
 
     @staticmethod
     def jvp(ctx: Any, tangent: Tensor) -> Tensor:
-        out: Tensor = AllReduceSum.apply(tangent)  # type: ignore[no-untyped-call]
+        out: Tensor = AllReduceSum.apply(tangent)  # type: ignore[no-untyped-call, unused-ignore]
         return out
 
 
 def all_reduce_sum(t: Tensor) -> Tensor:
-    out: Tensor = AllReduceSum.apply(t)  # type: ignore[no-untyped-call]
+    out: Tensor = AllReduceSum.apply(t)  # type: ignore[no-untyped-call, unused-ignore]
     return out
 
 
