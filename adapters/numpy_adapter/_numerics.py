@@ -8,7 +8,7 @@ mutation test (tests/mutants/) can replace exactly one of them and nothing more.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -209,6 +209,47 @@ class Numerics:
         inside = (rho >= 0) & (rho <= 1)
         return np.clip(rho, 0, 1), np.where(np.isnan(rho), rho, inside.astype(rho.dtype))
 
+    def grn_norm(self, x: Num, axes: tuple[int, ...]) -> Num:
+        """global_response_norm: the L2 norm over the spatial ``axes``, keep-dims."""
+        out: Num = np.sqrt(reduce_sum(x * x, axes))
+        return out
+
+    def grn_unit(self, x: Num, gx: Num) -> Num:
+        """global_response_norm: ``d gx / d x = x / gx``, 0 where ``gx == 0`` (torch.norm's
+        subgradient at a zero vector)."""
+        zero = x.dtype.type(0)
+        out: Num = np.where(gx > zero, x / np.where(gx > zero, gx, x.dtype.type(1)), zero)
+        return out
+
+    def grn_denominator(self, gx: Num, channel_axes: tuple[int, ...], eps: Any) -> Num:
+        """global_response_norm: the mean of the norms over the channels, plus eps."""
+        out: Num = reduce_mean(gx, channel_axes) + eps
+        return out
+
+    def grn_residual(self) -> bool:
+        """global_response_norm: whether ``y`` includes the layer's own residual ``+ x``."""
+        return True
+
+    def grn_stats_differentiated(self) -> bool:
+        """global_response_norm: whether gradients flow through ``nx`` (they do)."""
+        return True
+
+
+    def scaler_variance(self, var_b: Num, n: int, ddof: int) -> Num:
+        """standardize: the fitted variance, the biased one times ``n / (n - ddof)``."""
+        out: Num = var_b * var_b.dtype.type(n / (n - ddof))
+        return out
+
+    def scaler_denominator(self, var: Num, eps: Any, inside: bool) -> Num:
+        """standardize: ``sqrt(var + eps)`` (inside) or ``sqrt(var) + eps`` (outside, ONNX)."""
+        out: Num = np.sqrt(var + eps) if inside else np.sqrt(var) + eps
+        return out
+
+    def scaler_apply_statistics(self, fitted: tuple[Num, Num],
+                                refit: Callable[[], tuple[Num, Num]]) -> tuple[Num, Num]:
+        """standardize/min_max_scale apply mode: the given fitted statistics (``refit`` would
+        compute them from the data being transformed, which apply never does)."""
+        return fitted
 
 class MethodImpl(Protocol):
     """One method, computed in ``prec.compute`` on arrays already loaded in that dtype."""
