@@ -56,8 +56,9 @@ from ._standardize import AffineNorm
 
 PRIMALS = ("x", "cond", "weight", "bias")
 """Differentiable inputs, in call order; ``bias`` may be None."""
-STATS = ("mean", "var", "rstd")
-"""layer_norm's statistics of ``x`` over its last axis, each of shape ``x.shape[:-1]``."""
+STATS = ("mean", "var", "rstd", "shift", "scale", "gate")
+"""layer_norm's ``mean``, ``var``, ``rstd`` of ``x`` over its last axis (shape ``x.shape[:-1]``)
+and the modulation ``shift``, ``scale`` and (``gated=True`` only) ``gate``, each ``(N, D)``."""
 NCHW_EXAMPLE: dict[str, object] = {"gated": False, "activation": "none"}
 """Hyperparameters of the canonical ``(N, C, H, W)`` example (``cond``, ``weight`` passed too):
 the statistics are taken over the last axis only, as layer norm with ``axis=-1``."""
@@ -66,10 +67,12 @@ ACTIVATIONS = ("silu", "none")
 
 def input_shapes(shape: tuple[int, ...], hyper: Mapping[str, object]
                  ) -> dict[str, tuple[int, ...]]:
-    """``cond (N, K)``, ``weight (K, P*D)``, ``bias (P*D,)``; ``K`` is ``hyper["cond_dim"]``
-    (default 4): the catalog's only way to size the conditioning vector."""
-    k = hyper.get("cond_dim", 4)
-    assert isinstance(k, int)
+    """``cond (N, K)``, ``weight (K, P*D)``, ``bias (P*D,)`` with ``K = min(D, 4)``.
+
+    The method takes any ``K``; the vectors fix it from ``D`` so that ``D = 1..4`` gives DiT's
+    square map (``K = D``) and wide ``x`` (``D`` over 1000) keeps a small map.
+    """
+    k = min(shape[-1], 4)
     p = 3 if hyper.get("gated") else 2
     return {"cond": (shape[0], k), "weight": (k, p * shape[-1]), "bias": (p * shape[-1],)}
 
@@ -144,7 +147,7 @@ def _silu_rounded(c: float) -> float:
     """``silu(c)`` correctly rounded (to 40 digits first): float64 arithmetic loses ~2 ulp,
     which the linear map and the products with ``z`` and ``gate`` would compound."""
     if not math.isfinite(c):
-        return c if c > 0 or math.isnan(c) else -0.0
+        return c if c > 0 else math.nan  # silu(-inf) = -inf * sigmoid(-inf) = -inf * 0
     d = decimal.Decimal(c)
     return float(_DECIMAL.divide(d, _DECIMAL.add(1, _DECIMAL.exp(-d))))
 
@@ -196,8 +199,13 @@ def _gate_or_one(gate: FloatArray | None) -> FloatArray | float:
 @ieee
 def _forward(call: _Call) -> dict[str, FloatArray]:
     out = call.norm.outputs(call.x, None, None)
-    shift, scale, gate = call.chunks(_modulation(call))
+    m = _modulation(call)
+    shift, scale, gate = call.chunks(m)
     out["y"] = _modulate(out["y"], shift, scale, gate)
+    d = call.d
+    out["shift"], out["scale"] = m[:, :d], m[:, d:2 * d]
+    if call.gated:
+        out["gate"] = m[:, 2 * d:]
     return out
 
 
@@ -225,7 +233,7 @@ def _modulate(z: FloatArray, shift: FloatArray, scale: FloatArray, gate: FloatAr
 
 def forward(x: object, cond: object, weight: object, bias: object = None, *, gated: bool,
             activation: str, eps: float) -> dict[str, FloatArray]:
-    """Return ``{"y", "mean", "var", "rstd"}``; see the module docstring for the definition."""
+    """Return ``{"y", "mean", "var", "rstd", "shift", "scale"}`` and ``"gate"`` when gated."""
     return _forward(_setup(x, cond, weight, bias, gated, activation, eps))
 
 

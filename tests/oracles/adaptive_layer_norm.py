@@ -33,11 +33,13 @@ def mp_forward(primals: dict[str, np.ndarray | None], hyper: dict[str, Any]
         mean = np.empty(stat_shape, dtype=object)
         var = np.empty(stat_shape, dtype=object)
         rstd = np.empty(stat_shape, dtype=object)
+        mods = np.empty((x.shape[0], weight.shape[1]), dtype=object)
         for n in range(x.shape[0]):
             u = [(_silu(cm[n, i]) if hyper["activation"] == "silu" else cm[n, i])
                  for i in range(k)]
             mod = [mpmath.fsum(u[i] * wm[i, j] for i in range(k))
                    + (bm[j] if bm is not None else 0) for j in range(weight.shape[1])]
+            mods[n] = mod
             shift, scale = mod[:d], mod[d:2 * d]
             gate = mod[2 * d:] if gated else None
             for idx in np.ndindex(*x.shape[1:-1]):
@@ -49,7 +51,11 @@ def mp_forward(primals: dict[str, np.ndarray | None], hyper: dict[str, Any]
                 for j in range(d):
                     h = (row[j] - mu) * r_ * (1 + scale[j]) + shift[j]
                     y[(n, *idx, j)] = h if gate is None else gate[j] * h
-    return {"y": y, "mean": mean, "var": var, "rstd": rstd}
+    out = {"y": y, "mean": mean, "var": var, "rstd": rstd, "shift": mods[:, :d],
+           "scale": mods[:, d:2 * d]}
+    if gated:
+        out["gate"] = mods[:, 2 * d:]
+    return out
 
 
 _SHAPES = [(3, 7), (2, 3, 4), (1, 5), (4, 1), (2, 2, 3, 3), (2, 1, 6)]
