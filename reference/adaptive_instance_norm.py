@@ -79,12 +79,18 @@ ESTIMATORS = ("biased", "unbiased")
 
 
 def input_shapes(shape: tuple[int, ...], hyper: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
-    """The style of a catalog case has the content's shape (the reference takes any spatial size).
+    """A catalog case's style: the content's shape with the first spatial axis one longer.
 
-    >>> input_shapes((2, 3, 5), {})
-    {'style': (2, 3, 5)}
+    The spatial sizes must differ: with ``m = n`` the estimator's factors cancel in ``y``
+    (``sqrt(n/(n-1))`` in the content, ``sqrt((m-1)/m)`` in the style) up to eps, so a case with
+    equal sizes could not tell the biased from the unbiased estimator.
+
+    >>> input_shapes((2, 3, 5), {}), input_shapes((2, 4, 4, 3), {"channel_axis": -1})
+    ({'style': (2, 3, 6)}, {'style': (2, 5, 4, 3)})
     """
-    return {"style": tuple(shape)}
+    c = int(hyper.get("channel_axis", 1)) % len(shape)
+    first = next(i for i in range(1, len(shape)) if i != c)
+    return {"style": tuple(s + 1 if i == first else s for i, s in enumerate(shape))}
 
 
 @dataclass(frozen=True)
