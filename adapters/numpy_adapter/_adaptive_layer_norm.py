@@ -210,7 +210,7 @@ class AdaptiveLayerNorm:
         tshift, tscale, tgate = _split(call, _tangent_m(call, t))
         tz = (jacobian(call.nrm, t["x"], call.axes, True) if "x" in t
               else np.zeros_like(call.nrm.z))
-        th = tz * call.gain + call.nrm.z * tscale + tshift
+        th: Num = tz * call.gain + call.nrm.z * tscale + tshift
         if call.gate is None or tgate is None:
             return th
         out: Num = call.gate * th + tgate * call.h()
