@@ -2,18 +2,19 @@
 
 ``axis`` lists the reduction axes (required; ONNX MeanVarianceNormalization's default is
 ``[0, 2, 3]``, scikit-learn's StandardScaler is ``[0]`` on an ``(n_samples, n_features)``
-matrix). Every index of the kept axes is one feature; its reduction set holds
+matrix); an int or a string ``"0,2,3"`` (the catalogs' scalar form) is accepted too.
+Every index of the kept axes is one feature; its reduction set holds
 ``n = prod(x.shape[a] for a in axis)`` values.
 
 **Fit** (``training=True``) computes, per feature, and replaces any given state::
 
-    fitted_mean = (1/n) sum x
-    fitted_var  = (1/(n - ddof)) sum (x - fitted_mean)^2        (ddof 0 or 1)
-    y = apply(x, fitted_mean, fitted_var)
+    mean = (1/n) sum x
+    var  = (1/(n - ddof)) sum (x - mean)^2        (ddof 0 or 1)
+    y = apply(x, mean, var)
 
-**Apply** (``training=False``) uses the given ``fitted_mean`` and ``fitted_var`` (required)::
+**Apply** (``training=False``) uses the given ``mean`` and ``var`` (required)::
 
-    y = (x - fitted_mean) / denom(fitted_var)
+    y = (x - mean) / denom(var)
     denom(v) = sqrt(v + eps)        eps_placement == "inside_sqrt"    (Keras, TF Transform)
     denom(v) = sqrt(v) + eps        eps_placement == "outside_sqrt"   (ONNX MVN: eps = 1e-9)
     denom(v) = 1  where v == 0      zero_variance == "unit_scale"     (scikit-learn: y = x - mean)
@@ -41,11 +42,11 @@ Derivatives are with respect to ``x`` only. In apply mode the statistics are con
 >>> x = np.array([[1.0, 5.0], [3.0, 5.0]])
 >>> out = forward(x, training=True, axis=[0], ddof=0, eps=0.0, eps_placement="inside_sqrt",
 ...               zero_variance="unit_scale")
->>> out["y"].tolist(), out["fitted_mean"].tolist(), out["fitted_var"].tolist()
+>>> out["y"].tolist(), out["mean"].tolist(), out["var"].tolist()
 ([[-1.0, 0.0], [1.0, 0.0]], [2.0, 5.0], [1.0, 0.0])
 >>> forward(np.array([[4.0, 7.0]]), training=False, axis=[0], ddof=0, eps=0.0,
 ...         eps_placement="inside_sqrt", zero_variance="unit_scale",
-...         fitted_mean=out["fitted_mean"], fitted_var=out["fitted_var"])["y"].tolist()
+...         mean=out["mean"], var=out["var"])["y"].tolist()
 [[2.0, 2.0]]
 """
 
@@ -76,19 +77,32 @@ from ._standardize import AffineNorm, moments
 
 PRIMALS = ("x",)
 """The only differentiable input; the fitted statistics are state, never differentiated."""
-STATS = ("fitted_mean", "fitted_var")
-"""What a fit returns beside ``y`` (shape: the kept axes of ``x``, in order)."""
-STATE = ("fitted_mean", "fitted_var")
+STATS = ("mean", "var", "rstd")
+"""What a fit returns beside ``y`` (shape: the kept axes of ``x``, in order): the fitted
+``mean`` and ``var`` (the state) and ``rstd = 1 / denom(var)``, the factor ``x - mean`` is
+multiplied by (scikit-learn's ``1 / scale_``)."""
+STATE = ("mean", "var")
 """The fitted statistics: taken by keyword, required to apply, replaced by a fit."""
 NCHW_EXAMPLE: dict[str, list[int]] = {"axis": [0, 2, 3]}
 """ONNX MeanVarianceNormalization's default axes on ``(N, C, H, W)``: one feature per channel."""
 EPS_PLACEMENTS = ("inside_sqrt", "outside_sqrt")
+Axes = Sequence[int] | int | str
+"""Reduction axes: a list of ints, one int, or a string ``"0,2,3"``."""
 ZERO_VARIANCE = ("ieee", "unit_scale")
 
 
 def check_axes(name: str, axis: object, ndim: int) -> tuple[int, ...]:
-    """A non-empty list of distinct axes, normalized and sorted."""
-    if isinstance(axis, (str, bytes)) or not isinstance(axis, Sequence) or not axis:
+    """Distinct axes, normalized and sorted, from an int, a list of ints or a string such as
+    ``"0,2,3"`` (the golden-vector catalogs' form: their hyperparameters are scalars)."""
+    if isinstance(axis, str):
+        try:
+            axis = [int(part) for part in axis.split(",")]
+        except ValueError:
+            raise ValueError(f"argument {name!r}: got {axis!r}, expected comma-separated "
+                             "integer axes such as '0,2,3'") from None
+    if isinstance(axis, (int, np.integer)) and not isinstance(axis, bool):
+        axis = [axis]
+    if isinstance(axis, bytes) or not isinstance(axis, Sequence) or not axis:
         raise TypeError(f"argument {name!r}: got {axis!r}, expected a non-empty list of "
                         "integer axes")
     axes = tuple(check_axis(name, a, ndim) for a in axis)
@@ -118,8 +132,8 @@ class _Call:
     eps: float
     inside: bool
     unit_scale: bool
-    fitted_mean: FloatArray | None
-    fitted_var: FloatArray | None
+    mean: FloatArray | None
+    var: FloatArray | None
 
     @property
     def k(self) -> float:
@@ -136,8 +150,8 @@ def layout_for(shape: tuple[int, ...], axes: tuple[int, ...]) -> Layout:
 
 
 def _setup(x: object, *, training: object, axis: object, ddof: object, eps: object,
-           eps_placement: object, zero_variance: object, fitted_mean: object,
-           fitted_var: object) -> _Call:
+           eps_placement: object, zero_variance: object, mean: object,
+           var: object) -> _Call:
     xa = as_float64("x", x)
     check_ndim("x", xa, 1)
     axes = check_axes("axis", axis, xa.ndim)
@@ -147,12 +161,12 @@ def _setup(x: object, *, training: object, axis: object, ddof: object, eps: obje
     placement = check_choice("eps_placement", eps_placement, EPS_PLACEMENTS)
     zero = check_choice("zero_variance", zero_variance, ZERO_VARIANCE)
     train = _check_training(training)
-    fm, fv = optional_float64("fitted_mean", fitted_mean), optional_float64("fitted_var",
-                                                                           fitted_var)
-    check_shape("fitted_mean", fm, lay.stat_shape)
-    check_shape("fitted_var", fv, lay.stat_shape)
+    fm, fv = optional_float64("mean", mean), optional_float64("var",
+                                                                           var)
+    check_shape("mean", fm, lay.stat_shape)
+    check_shape("var", fv, lay.stat_shape)
     if fv is not None and bool(np.any(fv < 0)):
-        raise ValueError(f"argument 'fitted_var': got negative entries {fv[fv < 0].tolist()}, "
+        raise ValueError(f"argument 'var': got negative entries {fv[fv < 0].tolist()}, "
                          "expected a variance >= 0 (or NaN)")
     if train:
         check_nonempty_reduction("x", xa.shape, axes)
@@ -160,22 +174,22 @@ def _setup(x: object, *, training: object, axis: object, ddof: object, eps: obje
             raise ValueError(f"argument 'x': got shape {xa.shape} with n={lay.n} value per "
                              f"feature, expected n >= 2 for ddof={d}")
     elif fm is None or fv is None:
-        missing = "fitted_mean" if fm is None else "fitted_var"
+        missing = "mean" if fm is None else "var"
         raise ValueError(f"argument {missing!r}: got None with training=False, expected the "
-                         "fitted statistics (fitted_mean and fitted_var) to apply")
+                         "fitted statistics (mean and var) to apply")
     return _Call(x=xa, layout=lay, training=train, ddof=d, eps=e,
                  inside=placement == "inside_sqrt", unit_scale=zero == "unit_scale",
-                 fitted_mean=fm, fitted_var=fv)
+                 mean=fm, var=fv)
 
 
 def input_shapes(shape: tuple[int, ...], hyper: Mapping[str, object]) -> dict[str, tuple[int, ...]]:
     """The state's shape: ``x.shape`` without the reduction axes."""
     axes = check_axes("axis", hyper.get("axis"), len(shape))
     stat = layout_for(tuple(shape), axes).stat_shape
-    return {"fitted_mean": stat, "fitted_var": stat}
+    return {"mean": stat, "var": stat}
 
 
-def layout(shape: tuple[int, ...], *, axis: Sequence[int]) -> Layout:
+def layout(shape: tuple[int, ...], *, axis: Axes) -> Layout:
     """The reduction layout of a fit (no computation).
 
     >>> from normspec.reference._layout import reduction_sets
@@ -293,38 +307,38 @@ def _fit_second(call: _Call, g: FloatArray, t: FloatArray) -> FloatArray:
 
 
 def _apply_denom(call: _Call) -> FloatArray:
-    assert call.fitted_var is not None
-    return call.layout.param_view(_denom(call, call.fitted_var))
+    assert call.var is not None
+    return call.layout.param_view(_denom(call, call.var))
 
 
 # ---- public API ---------------------------------------------------------------------
 
 
 @ieee
-def forward(x: object, *, training: bool, axis: Sequence[int], ddof: int, eps: float,
-            eps_placement: str, zero_variance: str, fitted_mean: object = None,
-            fitted_var: object = None) -> dict[str, FloatArray]:
-    """Fit: ``{"y", "fitted_mean", "fitted_var"}``; apply: ``{"y"}`` (see the module docstring)."""
+def forward(x: object, *, training: bool, axis: Axes, ddof: int, eps: float,
+            eps_placement: str, zero_variance: str, mean: object = None,
+            var: object = None) -> dict[str, FloatArray]:
+    """Fit: ``{"y", "mean", "var", "rstd"}``; apply: ``{"y"}`` (see the module docstring)."""
     call = _setup(x, training=training, axis=axis, ddof=ddof, eps=eps,
                   eps_placement=eps_placement, zero_variance=zero_variance,
-                  fitted_mean=fitted_mean, fitted_var=fitted_var)
+                  mean=mean, var=var)
     lay = call.layout
     if not call.training:
-        assert call.fitted_mean is not None
-        return {"y": (call.x - lay.param_view(call.fitted_mean)) / _apply_denom(call)}
+        assert call.mean is not None
+        return {"y": (call.x - lay.param_view(call.mean)) / _apply_denom(call)}
     y2, mean, var = _fit_rows(call)
-    return {"y": lay.from_rows(y2), "fitted_mean": lay.stats_from_rows(mean),
-            "fitted_var": lay.stats_from_rows(var)}
+    return {"y": lay.from_rows(y2), "mean": lay.stats_from_rows(mean),
+            "var": lay.stats_from_rows(var), "rstd": lay.stats_from_rows(1.0 / _denom(call, var))}
 
 
 @ieee
-def vjp(x: object, *, cotangent: object, training: bool, axis: Sequence[int], ddof: int,
-        eps: float, eps_placement: str, zero_variance: str, fitted_mean: object = None,
-        fitted_var: object = None) -> dict[str, FloatArray]:
+def vjp(x: object, *, cotangent: object, training: bool, axis: Axes, ddof: int,
+        eps: float, eps_placement: str, zero_variance: str, mean: object = None,
+        var: object = None) -> dict[str, FloatArray]:
     """``{"x": J^T g}``; apply: ``g / denom``."""
     call = _setup(x, training=training, axis=axis, ddof=ddof, eps=eps,
                   eps_placement=eps_placement, zero_variance=zero_variance,
-                  fitted_mean=fitted_mean, fitted_var=fitted_var)
+                  mean=mean, var=var)
     g = cotangent_like(cotangent, call.x.shape)
     if not call.training:
         return {"x": g / _apply_denom(call)}
@@ -332,13 +346,13 @@ def vjp(x: object, *, cotangent: object, training: bool, axis: Sequence[int], dd
 
 
 @ieee
-def jvp(x: object, *, tangent: Mapping[str, object], training: bool, axis: Sequence[int],
+def jvp(x: object, *, tangent: Mapping[str, object], training: bool, axis: Axes,
         ddof: int, eps: float, eps_placement: str, zero_variance: str,
-        fitted_mean: object = None, fitted_var: object = None) -> FloatArray:
+        mean: object = None, var: object = None) -> FloatArray:
     """``J t``; apply: ``t / denom``."""
     call = _setup(x, training=training, axis=axis, ddof=ddof, eps=eps,
                   eps_placement=eps_placement, zero_variance=zero_variance,
-                  fitted_mean=fitted_mean, fitted_var=fitted_var)
+                  mean=mean, var=var)
     tx = directions("tangent", tangent, {"x": call.x})["x"]
     assert tx is not None
     if not call.training:
@@ -349,13 +363,13 @@ def jvp(x: object, *, tangent: Mapping[str, object], training: bool, axis: Seque
 
 @ieee
 def second_order(x: object, *, cotangent: object, tangent: Mapping[str, object],
-                 training: bool, axis: Sequence[int], ddof: int, eps: float,
-                 eps_placement: str, zero_variance: str, fitted_mean: object = None,
-                 fitted_var: object = None) -> dict[str, FloatArray]:
+                 training: bool, axis: Axes, ddof: int, eps: float,
+                 eps_placement: str, zero_variance: str, mean: object = None,
+                 var: object = None) -> dict[str, FloatArray]:
     """Derivative of :func:`vjp` along ``tangent`` (``cotangent`` fixed); apply: 0."""
     call = _setup(x, training=training, axis=axis, ddof=ddof, eps=eps,
                   eps_placement=eps_placement, zero_variance=zero_variance,
-                  fitted_mean=fitted_mean, fitted_var=fitted_var)
+                  mean=mean, var=var)
     g = cotangent_like(cotangent, call.x.shape)
     tx = directions("tangent", tangent, {"x": call.x})["x"]
     assert tx is not None

@@ -36,10 +36,13 @@ def mp_forward(primals: dict[str, np.ndarray | None], hyper: dict[str, Any]
                 n = len(vals)
                 mean[idx] = mpmath.fsum(vals) / n
                 var[idx] = mpmath.fsum((u - mean[idx]) ** 2 for u in vals) / (n - hyper["ddof"])
-            out.update(fitted_mean=mean, fitted_var=var)
+            rstd = np.empty(stat_shape, dtype=object)
+            for idx in np.ndindex(*stat_shape):
+                rstd[idx] = 1 / _denom(var[idx], hyper)
+            out.update(mean=mean, var=var, rstd=rstd)
         else:
-            mean = mp_array(np.asarray(hyper["fitted_mean"], dtype=np.float64))
-            var = mp_array(np.asarray(hyper["fitted_var"], dtype=np.float64))
+            mean = mp_array(np.asarray(hyper["mean"], dtype=np.float64))
+            var = mp_array(np.asarray(hyper["var"], dtype=np.float64))
         y = np.empty(x.shape, dtype=object)
         for idx in np.ndindex(*x.shape):
             f = tuple(idx[i] for i in keep)
@@ -107,8 +110,8 @@ def proof_cases() -> list[ProofCase]:
                 var = (scale or 1.0) ** 2 * rng.uniform(0.5, 2.0, stat)
                 if dist == "const_feature":
                     var.flat[0] = 0.0           # a constant feature was fitted
-                hyper.update(training=False, fitted_mean=loc + (scale or 1.0) *
-                             rng.standard_normal(stat), fitted_var=var)
+                hyper.update(training=False, mean=loc + (scale or 1.0) *
+                             rng.standard_normal(stat), var=var)
             else:
                 hyper["training"] = True
             # the outside placement is not twice differentiable at a constant feature
