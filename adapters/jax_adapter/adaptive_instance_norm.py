@@ -23,9 +23,10 @@ if TYPE_CHECKING:
 
     from .methods import Fn
 
-API = ("composed (Flax has no AdaIN): jnp.mean and jnp.var(ddof=1 or 0) over the spatial axes "
-       "for content and style, statistics in at least float32 (Flax's reduction rule), "
-       "x_hat = (x - mean) / sqrt(var + eps), y = x_hat * sqrt(style_var + eps) + style_mean")
+API = ("composed (Flax has no AdaIN), jax.numpy: jnp.mean and jnp.var(ddof=1 or 0) over the "
+       "spatial axes for content and style, statistics in at least float32 (Flax's reduction "
+       "rule), x_hat = (x - mean) / sqrt(var + eps), "
+       "y = x_hat * sqrt(style_var + eps) + style_mean")
 """What the report shows for this method."""
 
 

@@ -10,6 +10,12 @@ turns it into the unbiased standardization: ``F.instance_norm`` with eps ``eps (
 ``correction`` 1 or 0) over the spatial axes, ``std = torch.sqrt(var + eps)``, as the paper's
 PyTorch port computes them. Gradients reach both inputs through autograd. No statistics are
 returned: PyTorch exposes none of its own here.
+
+float16 and bfloat16 inputs are composed in float32 and ``y`` is rounded once to the dtype: that
+is PyTorch's own convention for these types inside its normalization kernels (the ``opmath``
+type), which a composition of separate operators would otherwise lose at every intermediate
+(``torch.mean`` and ``torch.var`` of a half tensor return half values, so an offset style loses
+its spread and a huge one overflows in the square).
 """
 
 from __future__ import annotations
@@ -26,9 +32,10 @@ from .._hyper import axis as _axis
 from .._hyper import real as _float
 from .._hyper import required as _required
 
-API = ("composed (PyTorch has no AdaIN): F.instance_norm for the content (eps (n-1)/n and a "
-       "factor sqrt((n-1)/n) for the unbiased estimator), torch.mean/torch.var(correction) and "
-       "torch.sqrt(var + eps) for the style; see adapters/torch_adapter/adaptive_instance_norm.py")
+API = ("composed (PyTorch has no AdaIN), in float32 for 16-bit dtypes: F.instance_norm for the "
+       "content (eps (n-1)/n and a factor sqrt((n-1)/n) for the unbiased estimator), "
+       "torch.mean/torch.var(correction) and torch.sqrt(var + eps) for the style; see "
+       "adapters/torch_adapter/adaptive_instance_norm.py")
 """What the report shows for this method."""
 
 
@@ -46,6 +53,9 @@ def adaptive_instance_norm(t: Mapping[str, Tensor | None], hyper: Mapping[str, A
     x, style = t.get("x"), t.get("style")
     if x is None or style is None:
         raise ValueError("argument 'inputs': expected both 'x' and 'style'")
+    dtype = x.dtype
+    opmath = torch.promote_types(dtype, torch.float32)
+    x, style = x.to(opmath), style.to(opmath)
     c = _axis(hyper, "channel_axis", x.dim(), default=1)
     cs = _axis(hyper, "channel_axis", style.dim(), default=1)
     eps = _float(hyper, "eps")
@@ -65,4 +75,4 @@ def adaptive_instance_norm(t: Mapping[str, Tensor | None], hyper: Mapping[str, A
     s_std = torch.sqrt(s_var + eps)
     view = (xm.shape[0], xm.shape[1]) + (1,) * (xm.dim() - 2)
     y = x_hat * s_std.reshape(view) + s_mean.reshape(view)
-    return torch.movedim(y, 1, c), {}
+    return torch.movedim(y, 1, c).to(dtype), {}
