@@ -94,6 +94,10 @@ def reduced_axes(spec: CaseSpec) -> tuple[int, ...]:
     """Axes of ``x`` one statistic spans, from the method's definition (empty: none, e.g.
     batch_norm in evaluation, or local_response_norm, which reduces a window of channels)."""
     nd, method = len(spec.shape), spec.method
+    if method == "standardize":  # its axis list, in fits only (an apply reduces nothing)
+        if spec.hyper.get("training") is not True:
+            return ()
+        return tuple(sorted({int(a) % nd for a in str(spec.hyper["axis"]).split(",")}))
     if method in ("layer_norm", "rms_norm"):
         return tuple(range(_axis(spec, "axis"), nd))
     if method == "lp_norm":
@@ -125,8 +129,8 @@ def reduction_size(spec: CaseSpec) -> int | None:
         assert isinstance(size, int)
         return size
     axes = reduced_axes(spec)
-    if spec.method in ("batch_norm", "ghost_batch_norm", "batch_renorm", "sync_batch_norm") and (
-            spec.hyper["training"] is not True):
+    if spec.method in ("batch_norm", "ghost_batch_norm", "batch_renorm", "sync_batch_norm",
+                       "standardize") and spec.hyper["training"] is not True:
         return None
     n = math.prod(spec.shape[i] for i in axes)
     if spec.method == "ghost_batch_norm" and 0 in axes:
@@ -512,6 +516,51 @@ _CHANNEL_ROWS: tuple[Row, ...] = (
 _SEVERAL_AXES = Row("several reduced axes", "one statistic spans two or more axes of size > 1",
                     several_axes, minimum=2)
 
+def _scaler_constant(zero_variance: str) -> Predicate:
+    """standardize: a feature fitted constant (a zero fitted variance) under ``zero_variance``."""
+    def test(s: Sample) -> bool:
+        var = s.vector.forward.get("var") if training(s) else s.vector.inputs.get("var")
+        return (s.spec.hyper.get("zero_variance") == zero_variance and var is not None
+                and bool(np.any(var == 0)))
+    return test
+
+
+def _step_is(label: str) -> Predicate:
+    """A call of a trajectory: ``eval`` (apply after a fit) or ``step2`` (a second fit)."""
+    return lambda s: s.step == label
+
+
+_STANDARDIZE_ROWS: tuple[Row, ...] = (
+    Row("fit", "statistics from x, returned as state; y standardized with them", training),
+    Row("apply", "given fitted statistics, constants for the derivatives",
+        both(hyper("training", lambda t: t is False), lambda s: not s.step), minimum=2),
+    Row("fit then apply", "a trajectory's evaluation batch (another shape and distribution) "
+        "with the state the implementation itself fitted", _step_is("eval"), minimum=2),
+    Row("refit replaces", "a second fit replaces the state, no merging", _step_is("step2")),
+    Row("ddof = 0", "biased variance (scikit-learn, ONNX)",
+        both(training, hyper("ddof", lambda d: d == 0)), minimum=2),
+    Row("ddof = 1", "unbiased variance", both(training, hyper("ddof", lambda d: d == 1)),
+        minimum=2),
+    Row("eps inside sqrt, visible", "sqrt(var + eps) with eps >= 0.1",
+        both(hyper("eps_placement", lambda p: p == "inside_sqrt"),
+             hyper("eps", lambda e: e >= 0.1)), minimum=2),
+    Row("eps outside sqrt, visible", "sqrt(var) + eps with eps >= 0.1",
+        both(hyper("eps_placement", lambda p: p == "outside_sqrt"),
+             hyper("eps", lambda e: e >= 0.1)), minimum=2),
+    Row("ONNX MeanVarianceNormalization", "axes 0,2,3, eps 1e-9 outside the sqrt",
+        both(hyper("axis", lambda a: a == "0,2,3"), hyper("eps", lambda e: e == 1e-9)),
+        minimum=2),
+    Row("scikit-learn StandardScaler", "ddof 0, no eps, unit scale for constant features",
+        both(hyper("zero_variance", lambda z: z == "unit_scale"), eps_zero), minimum=2),
+    Row("constant feature, unit scale", "zero variance: scale 1, y = x - mean",
+        _scaler_constant("unit_scale"), minimum=2, signal=False),
+    Row("constant feature, IEEE", "zero variance divided as IEEE says (eps > 0: 0; eps = 0: NaN)",
+        _scaler_constant("ieee"), minimum=2, signal=False),
+    Row("axis without 0", "statistics per sample (rows, spatial)",
+        both(training, lambda s: 0 not in reduced_axes(s.spec))),
+    _SEVERAL_AXES, *_SIZE_ROWS, *_EPS_ROWS, *_DIST_ROWS,
+)
+
 COVERAGE: Mapping[str, tuple[Row, ...]] = {
     "batch_norm": (
         Row("training", "batch statistics", training),
@@ -783,6 +832,7 @@ COVERAGE: Mapping[str, tuple[Row, ...]] = {
         Row("3 spatial axes", "NCDHW", lambda s: len(s.spec.shape) == 5),
         *_SIZE_ROWS[:1], *(r for r in _DIST_ROWS if r.dtypes != WIDE),
     ),
+    "standardize": _STANDARDIZE_ROWS,
 }
 """Per method, the branches and conventions of its definition (see the module docstring)."""
 

@@ -57,6 +57,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from ._checks import (
     FloatArray,
@@ -256,12 +257,13 @@ def _fit_rows(call: _Call) -> tuple[FloatArray, FloatArray, FloatArray]:
     return y2, m.mean, var
 
 
-def _flat_rows(call: _Call) -> FloatArray:
+def _flat_rows(call: _Call) -> npt.NDArray[np.bool_]:
     """Rows that the unit_scale convention replaces by ``y = x - mean``."""
     if not call.unit_scale:
         return np.zeros(call.layout.rows, dtype=bool)
     with np.errstate(all="ignore"):
-        return moments(call.layout.to_rows(call.x), 0.0, True).var == 0.0
+        flat: npt.NDArray[np.bool_] = moments(call.layout.to_rows(call.x), 0.0, True).var == 0.0
+    return flat
 
 
 def _centered(v2: FloatArray) -> FloatArray:

@@ -153,6 +153,10 @@ def _axis(case: CaseSpec, name: str, default: int | None = None) -> int:
 def reduction_size(case: CaseSpec) -> int | None:
     """Values per statistic (None: the case has no reduction, e.g. batch_norm evaluation)."""
     shape, method = case.shape, case.method
+    if method == "standardize":  # a fit reduces its axis list; an apply reduces nothing
+        if case.hyper.get("training") is not True:
+            return None
+        return math.prod(shape[int(a) % len(shape)] for a in str(case.hyper["axis"]).split(","))
     if method in ("layer_norm", "rms_norm"):
         return math.prod(shape[_axis(case, "axis"):])
     if method == "lp_norm":

@@ -116,6 +116,9 @@ CASES += (
           "running_var_estimator": "unbiased"}, ("rho", "weight", "bias"), state=True),
     Case("batch_instance_norm", "eval-channels-last", (2, 3, 3),
          {"training": False, "eps": 1e-5, "channel_axis": -1}, ("rho", "weight"), state=True),
+    Case("standardize", "fit-ddof1-spatial", (2, 3, 4),
+         {"training": True, "axis": "0,2", "ddof": 1, "eps": 1e-3,
+          "eps_placement": "inside_sqrt", "zero_variance": "unit_scale"}),
 )
 FIRST_CASES = tuple(next(c for c in CASES if c.method == m) for m in reference.METHODS)
 
@@ -181,6 +184,7 @@ def test_every_method_and_dtype_is_supported_on_cpu(method: str, dtype: str) -> 
     support = ADAPTER.support(method, dtype, "cpu")
     assert support.supported, support.reason
     jnp_only = method in ("lp_norm", "local_response_norm", "mixed_eval_batch_norm")
+    jnp_only = jnp_only or method == "standardize"
     # ghost_batch_norm: Flax's BatchNorm on a view of the batch, still a composition;
     # batch_renorm: jax.numpy in training, Flax's BatchNorm in evaluation
     # batch_instance_norm: Flax's BatchNorm and InstanceNorm blended by the gate

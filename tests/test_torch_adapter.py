@@ -29,7 +29,8 @@ from normspec.reference import get  # noqa: E402
 # room and is nine orders of magnitude below any convention error.
 RTOL64 = 1e-11
 COMPOSED = ("ghost_batch_norm", "batch_renorm", "sync_batch_norm", "sequence_batch_norm",
-            "mixed_eval_batch_norm", "batch_instance_norm")
+            "mixed_eval_batch_norm", "batch_instance_norm",
+            "standardize")
 """Methods PyTorch has no operator for: composed from its primitives and labelled so."""
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(),
                           reason="no CUDA device: torch.cuda.is_available() is False")

@@ -49,6 +49,7 @@ from . import batch_renorm as _renorm
 from . import ghost_batch_norm as _ghost
 from . import mixed_eval_batch_norm as _mixed
 from . import sequence_batch_norm as _seq
+from . import standardize as _standardize
 
 if TYPE_CHECKING:
     import jax
@@ -359,5 +360,7 @@ TRANSLATIONS: Mapping[str, Translation] = {
     "batch_instance_norm": Translation("composed", _bin.API, ("x", "rho", "weight", "bias"),
                                        _bin.batch_instance_norm,
                                        state=("running_mean", "running_var")),
+    "standardize": Translation("composed", _standardize.API, ("x",),
+                               _standardize.standardize, state=("mean", "var")),
 }
 """Every method the adapter runs, keyed by the reference's method name."""

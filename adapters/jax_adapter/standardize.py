@@ -24,9 +24,9 @@ if TYPE_CHECKING:
 
     from .methods import Fn
 
-API = ("composed: jnp.mean and jnp.var(ddof=ddof) over the reduction axes (fit) or the given "
-       "mean and var (apply), then (x - mean) / sqrt(var + eps) or / (sqrt(var) + eps), scale 1 "
-       "for constant features under unit_scale, in at least float32")
+API = ("composed from jax.numpy: jnp.mean and jnp.var(ddof=ddof) over the reduction axes "
+       "(fit) or the given mean and var (apply), then (x - mean) / sqrt(var + eps) or "
+       "/ (sqrt(var) + eps), scale 1 for constant features under unit_scale, in at least float32")
 """What the report shows for this method: JAX and Flax have no fitted scaler."""
 
 

@@ -54,6 +54,7 @@ from ._moments import GROUP_NORM, INSTANCE_NORM, LAYER_NORM, RMS_NORM
 from ._numerics import MethodImpl, Normalized, Numerics
 from ._precision import Num, Precision, precision
 from ._sequence_batch_norm import SEQUENCE_BATCH_NORM
+from ._standardize import STANDARDIZE
 from ._sync_batch_norm import SYNC_BATCH_NORM
 
 METHODS: dict[str, MethodImpl] = {
@@ -70,6 +71,7 @@ METHODS: dict[str, MethodImpl] = {
     "mixed_eval_batch_norm": MIXED_EVAL_BATCH_NORM,
     "batch_instance_norm": BATCH_INSTANCE_NORM,
     "sequence_batch_norm": SEQUENCE_BATCH_NORM,
+    "standardize": STANDARDIZE,
 }
 """The methods this adapter implements."""
 

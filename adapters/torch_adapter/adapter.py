@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 METHODS: tuple[str, ...] = ("batch_norm", "layer_norm", "rms_norm", "instance_norm",
                             "group_norm", "lp_norm", "local_response_norm", "ghost_batch_norm",
                             "batch_renorm", "mixed_eval_batch_norm", "batch_instance_norm",
-                            "sync_batch_norm", "sequence_batch_norm")
+                            "sync_batch_norm", "sequence_batch_norm", "standardize")
 """Methods this adapter translates (all of :data:`normspec.reference.METHODS`)."""
 
 _API: dict[str, str] = {
@@ -52,9 +52,12 @@ _API: dict[str, str] = {
     "sequence_batch_norm": "composed (PyTorch has no masked batch norm): F.batch_norm on the "
                            "valid frames (sequence-wise) or masked sums (frame-wise); see "
                            "adapters/torch_adapter/sequence_batch_norm.py",
+    "standardize": "composed (PyTorch has no fitted scaler): torch.mean and "
+                   "torch.var(correction=ddof) (fit) or the given mean and var "
+                   "(apply); see adapters/torch_adapter/standardize.py",
 }
 _COMPOSED = frozenset({"ghost_batch_norm", "batch_renorm", "mixed_eval_batch_norm",
-                       "batch_instance_norm", "sequence_batch_norm"})
+                       "batch_instance_norm", "sequence_batch_norm", "standardize"})
 """Methods PyTorch has no operator for: the result is composed from its primitives."""
 _LRN_HALF_CPU = (
     "; >= 4-d input runs through F.local_response_norm's 3-d path on the (N, C, spatial) view, "

@@ -37,6 +37,7 @@ from . import batch_renorm as _renorm
 from . import ghost_batch_norm as _ghost
 from . import mixed_eval_batch_norm as _mixed
 from . import sequence_batch_norm as _seq
+from . import standardize as _standardize
 
 Tensors = Mapping[str, Tensor | None]
 Result = tuple[Tensor, dict[str, Tensor]]
@@ -316,5 +317,7 @@ TRANSLATIONS: dict[str, Translation] = {
                                        _bin.batch_instance_norm),
     "sequence_batch_norm": Translation(("x", "weight", "bias"), ("running_mean", "running_var"),
                                        _seq.API, _seq.sequence_batch_norm, ("mask",)),
+    "standardize": Translation(("x",), (), _standardize.API, _standardize.standardize,
+                               ("mean", "var")),
 }
 """Every method of :data:`normspec.reference.METHODS`, keyed by name."""

@@ -41,6 +41,9 @@ from . import (
     running_var_biased,
     running_var_swapped,
     running_var_unbiased,
+    scaler_apply_refits,
+    scaler_ddof_swapped,
+    scaler_eps_placement_swapped,
     sequence_padded_counted,
     sequence_padded_gradient,
     sequence_unmasked_count,
@@ -98,6 +101,10 @@ _MODULES = (
     # batch-instance norm: the gate's clip and its slope at the clip's ends
     bin_rho_not_clipped,
     bin_clip_slope_open,
+    # standardize: the variance divisor, the eps placement, apply reading the fitted state
+    scaler_ddof_swapped,
+    scaler_eps_placement_swapped,
+    scaler_apply_refits,
 )
 
 MUTANTS: dict[str, Adapter] = {module.MUTANT.name: module.MUTANT for module in _MODULES}
@@ -149,6 +156,9 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "mutant-mixed-alpha-on-running": ("mixed_eval_batch_norm",),
     "mutant-bin-rho-not-clipped": ("batch_instance_norm",),
     "mutant-bin-clip-slope-open": ("batch_instance_norm",),
+    "mutant-scaler-ddof-swapped": ("standardize",),
+    "mutant-scaler-eps-placement-swapped": ("standardize",),
+    "mutant-scaler-apply-refits": ("standardize",),
 }
 """The methods each mutant's bug class lives in: it must be killed in every one of them, and
 the mutation score per method (docs/coverage.md) counts it there."""
