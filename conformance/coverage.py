@@ -166,6 +166,11 @@ def dist(kind: str) -> Predicate:
     return lambda s: s.spec.dists["x"].kind == kind
 
 
+def style_dist(kind: str) -> Predicate:
+    """adaptive_instance_norm: the style's distribution is ``kind``."""
+    return lambda s: s.spec.dists["style"].kind == kind
+
+
 def offset_at_least(ratio: float) -> Predicate:
     def test(s: Sample) -> bool:
         d = s.spec.dists["x"]
@@ -789,6 +794,40 @@ COVERAGE: Mapping[str, tuple[Row, ...]] = {
         _SEVERAL_AXES, Row("1-d input", "the whole input is one set",
                            lambda s: len(s.spec.shape) == 1),
         *_SIZE_ROWS, _AFFINE_ROWS[1], _AFFINE_ROWS[3], *_EPS_ROWS, *_DIST_ROWS,
+    ),
+    "adaptive_instance_norm": (
+        Row("unbiased estimator", "var/(n-1) on both inputs, the paper's code",
+            hyper("variance_estimator", lambda e: e == "unbiased"), minimum=2),
+        Row("biased estimator", "var/n on both inputs",
+            hyper("variance_estimator", lambda e: e == "biased"), minimum=2),
+        Row("style size != content size", "m != n: the estimator's factors do not cancel",
+            lambda s: s.spec.shapes["style"] != s.spec.shape, minimum=2),
+        Row("unbiased, n = 2", "the smallest unbiased set",
+            both(hyper("variance_estimator", lambda e: e == "unbiased"),
+                 size_is(lambda n: n == 2))),
+        Row("style variance near eps", "eps = 0.1 against a style of scale 0.2: where eps "
+            "goes shows", hyper("eps", lambda e: e >= 0.1), minimum=2),
+        _SEVERAL_AXES, *_CHANNEL_ROWS,
+        Row("3 spatial axes", "NCDHW", lambda s: len(s.spec.shape) == 5),
+        *_SIZE_ROWS, *_EPS_ROWS[:1],
+        # tiny content with eps > 0 leaves y = style_mean to the dtype's last bit: only eps = 0
+        # keeps x in the output
+        *(r for r in _DIST_ROWS if r.name != "tiny scale"),
+        Row("tiny scale", "squares below the dtype's normal range, eps = 0",
+            both(dist("tiny"), eps_zero)),
+        Row("style offset >= 1e3 std", "cancellation in the style's statistics",
+            style_dist("offset")),
+        Row("style offset >= 1e4 std", "beyond 16-bit dtypes",
+            lambda s: style_dist("offset")(s) and abs(s.spec.dists["style"].get("ratio")) >= 1e4,
+            dtypes=WIDE),
+        Row("style tiny", "style variance far below eps: style_std = sqrt(eps)",
+            style_dist("tiny")),
+        Row("style huge", "style squares above the dtype's range", style_dist("huge")),
+        Row("style mixed scales", "style values over several decades", style_dist("decades"),
+            minimum=2),
+        Row("style constant", "style_std = sqrt(eps)", style_dist("constant"), signal=False),
+        Row("style NaN", "NaN propagation from the style", style_dist("nan"), signal=False),
+        Row("style Inf", "inf - inf in the style's variance", style_dist("inf"), signal=False),
     ),
     "instance_norm": (
         _SEVERAL_AXES, *_CHANNEL_ROWS,

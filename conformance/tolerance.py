@@ -63,6 +63,7 @@ ACCUMULATION: dict[str, str] = {
 """The narrowest accumulation type the spec accepts for reductions in each dtype."""
 
 CENTERED = frozenset({"batch_norm", "layer_norm", "instance_norm", "group_norm",
+                      "adaptive_instance_norm",
                       "ghost_batch_norm", "mixed_eval_batch_norm", "batch_instance_norm",
                       "batch_renorm", "sync_batch_norm", "sequence_batch_norm", "standardize"})
 """Methods that subtract a mean: their error is amplified by kappa = 1 + |mean| * rstd."""
@@ -194,6 +195,11 @@ def kappa(case: CaseLike) -> float:
     batch_instance_norm normalizes twice: the worse of its batch and its instance part.
     """
     fwd = _forward(case)
+    if "style_std" in fwd:
+        # adaptive_instance_norm standardizes its style too: the worse of its two inputs
+        with np.errstate(all="ignore"):
+            style = 1.0 + _finite_max(np.abs(fwd["style_mean"]) / fwd["style_std"])
+        return max(_batch_kappa(case), style)
     if "instance_rstd" not in fwd:
         return _batch_kappa(case)
     with np.errstate(all="ignore"):
@@ -233,6 +239,10 @@ def reduction_size(case: CaseLike) -> int:
 
 def terms(case: CaseLike, quantity: str, tol_class: str) -> int:
     """m: how many terms are accumulated into one element of ``quantity``."""
+    if quantity == "style":
+        # adaptive_instance_norm: the style's gradient is G z_s / D_s + S / m, G and S sums
+        # over the n content values of each (sample, channel)
+        return reduction_size(case)
     if tol_class == "param_grad":
         x, p = case.inputs["x"], case.inputs.get(quantity)
         return max(x.size // p.size, 1) if p is not None and p.size else 1
@@ -340,6 +350,10 @@ def _term_magnitude(case: CaseLike, check: str, quantity: str, tol_class: str) -
         return r * tx * w
     if check == "second_order" and quantity == "x":
         return r * (r * g * tx * w + g * tw)
+    if check == "second_order" and quantity == "style":
+        # adaptive_instance_norm: G' z_s / D_s with G' = sum of n terms g J t_x of size
+        # rstd g t_x, which cancel in a content set of close values (n = 2)
+        return math.sqrt(reduction_size(case)) * r * g * tx
     if check == "second_order" and quantity == "weight":
         return math.sqrt(terms(case, "weight", "param_grad")) * r * g * tx
     return 0.0

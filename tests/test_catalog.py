@@ -173,6 +173,8 @@ def reduction_size(case: CaseSpec) -> int | None:
         return math.prod(s for i, s in enumerate(shape) if i != c) if case.hyper[
             "training"] else None
     spatial = math.prod(s for i, s in enumerate(shape) if i not in (0, c))
+    if method == "adaptive_instance_norm":  # the content's statistics
+        return spatial
     if method in ("instance_norm", "batch_instance_norm"):  # BIN in evaluation: instances
         return spatial
     if method == "ghost_batch_norm":  # one ghost batch: ghost_batch_size samples, all of space

@@ -116,6 +116,10 @@ CASES += (
           "running_var_estimator": "unbiased"}, ("rho", "weight", "bias"), state=True),
     Case("batch_instance_norm", "eval-channels-last", (2, 3, 3),
          {"training": False, "eps": 1e-5, "channel_axis": -1}, ("rho", "weight"), state=True),
+    # the style one row longer than x, multiples of 1/4 (exact in every dtype), as an input
+    Case("adaptive_instance_norm", "unbiased-style-longer", (2, 3, 4),
+         {"variance_estimator": "unbiased", "eps": 1e-5},
+         extra={"style": np.arange(30.0).reshape(2, 3, 5) % 7 / 4 - 0.5}),
     Case("standardize", "fit-ddof1-spatial", (2, 3, 4),
          {"training": True, "axis": "0,2", "ddof": 1, "eps": 1e-3,
           "eps_placement": "inside_sqrt", "zero_variance": "unit_scale"}),
@@ -185,6 +189,7 @@ def test_every_method_and_dtype_is_supported_on_cpu(method: str, dtype: str) -> 
     assert support.supported, support.reason
     jnp_only = method in ("lp_norm", "local_response_norm", "mixed_eval_batch_norm")
     jnp_only = jnp_only or method == "standardize"
+    jnp_only = jnp_only or method == "adaptive_instance_norm"
     # ghost_batch_norm: Flax's BatchNorm on a view of the batch, still a composition;
     # batch_renorm: jax.numpy in training, Flax's BatchNorm in evaluation
     # batch_instance_norm: Flax's BatchNorm and InstanceNorm blended by the gate

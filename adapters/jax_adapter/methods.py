@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..protocol import Kind
+from . import adaptive_instance_norm as _adain
 from . import batch_instance_norm as _bin
 from . import batch_renorm as _renorm
 from . import ghost_batch_norm as _ghost
@@ -360,6 +361,8 @@ TRANSLATIONS: Mapping[str, Translation] = {
     "batch_instance_norm": Translation("composed", _bin.API, ("x", "rho", "weight", "bias"),
                                        _bin.batch_instance_norm,
                                        state=("running_mean", "running_var")),
+    "adaptive_instance_norm": Translation("composed", _adain.API, ("x", "style"),
+                                          _adain.adaptive_instance_norm),
     "standardize": Translation("composed", _standardize.API, ("x",),
                                _standardize.standardize, state=("mean", "var")),
 }

@@ -42,6 +42,7 @@ import ml_dtypes
 import numpy as np
 
 from ..protocol import DTYPES, Array, Support
+from ._adaptive_instance_norm import ADAPTIVE_INSTANCE_NORM
 from ._batch_instance_norm import BATCH_INSTANCE_NORM
 from ._batch_norm import BATCH_NORM
 from ._batch_renorm import BATCH_RENORM
@@ -70,6 +71,7 @@ METHODS: dict[str, MethodImpl] = {
     "sync_batch_norm": SYNC_BATCH_NORM,
     "mixed_eval_batch_norm": MIXED_EVAL_BATCH_NORM,
     "batch_instance_norm": BATCH_INSTANCE_NORM,
+    "adaptive_instance_norm": ADAPTIVE_INSTANCE_NORM,
     "sequence_batch_norm": SEQUENCE_BATCH_NORM,
     "standardize": STANDARDIZE,
 }

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 METHODS: tuple[str, ...] = ("batch_norm", "layer_norm", "rms_norm", "instance_norm",
                             "group_norm", "lp_norm", "local_response_norm", "ghost_batch_norm",
                             "batch_renorm", "mixed_eval_batch_norm", "batch_instance_norm",
+                            "adaptive_instance_norm",
                             "sync_batch_norm", "sequence_batch_norm", "standardize")
 """Methods this adapter translates (all of :data:`normspec.reference.METHODS`)."""
 
@@ -49,6 +50,10 @@ _API: dict[str, str] = {
     "batch_instance_norm": "composed (PyTorch has no batch-instance norm): the batch_norm and "
                            "instance_norm translations with weights clamp(rho, 0, 1) * weight "
                            "and its complement; see adapters/torch_adapter/batch_instance_norm.py",
+    "adaptive_instance_norm": "composed (PyTorch has no AdaIN), in float32 for 16-bit dtypes: "
+                              "F.instance_norm for the content, torch.mean, torch.var and "
+                              "torch.sqrt for the style; see "
+                              "adapters/torch_adapter/adaptive_instance_norm.py",
     "sequence_batch_norm": "composed (PyTorch has no masked batch norm): F.batch_norm on the "
                            "valid frames (sequence-wise) or masked sums (frame-wise); see "
                            "adapters/torch_adapter/sequence_batch_norm.py",
@@ -56,7 +61,8 @@ _API: dict[str, str] = {
                    "torch.var(correction=ddof) (fit) or the given mean and var "
                    "(apply); see adapters/torch_adapter/standardize.py",
 }
-_COMPOSED = frozenset({"ghost_batch_norm", "batch_renorm", "mixed_eval_batch_norm",
+_COMPOSED = frozenset({"adaptive_instance_norm",
+                       "ghost_batch_norm", "batch_renorm", "mixed_eval_batch_norm",
                        "batch_instance_norm", "sequence_batch_norm", "standardize"})
 """Methods PyTorch has no operator for: the result is composed from its primitives."""
 _LRN_HALF_CPU = (

@@ -11,6 +11,9 @@ from __future__ import annotations
 from normspec.adapters.protocol import Adapter
 
 from . import (
+    adain_biased_variance,
+    adain_style_detached,
+    adain_style_eps_outside,
     bin_clip_slope_open,
     bin_rho_not_clipped,
     channels_first_assumed,
@@ -101,6 +104,10 @@ _MODULES = (
     # batch-instance norm: the gate's clip and its slope at the clip's ends
     bin_rho_not_clipped,
     bin_clip_slope_open,
+    # adaptive instance norm: the estimator, eps on the style's std, gradients to the style
+    adain_biased_variance,
+    adain_style_eps_outside,
+    adain_style_detached,
     # standardize: the variance divisor, the eps placement, apply reading the fitted state
     scaler_ddof_swapped,
     scaler_eps_placement_swapped,
@@ -156,6 +163,9 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "mutant-mixed-alpha-on-running": ("mixed_eval_batch_norm",),
     "mutant-bin-rho-not-clipped": ("batch_instance_norm",),
     "mutant-bin-clip-slope-open": ("batch_instance_norm",),
+    "mutant-adain-biased-variance": ("adaptive_instance_norm",),
+    "mutant-adain-style-eps-outside": ("adaptive_instance_norm",),
+    "mutant-adain-style-detached": ("adaptive_instance_norm",),
     "mutant-scaler-ddof-swapped": ("standardize",),
     "mutant-scaler-eps-placement-swapped": ("standardize",),
     "mutant-scaler-apply-refits": ("standardize",),
