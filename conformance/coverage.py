@@ -100,6 +100,8 @@ def reduced_axes(spec: CaseSpec) -> tuple[int, ...]:
         return tuple(sorted({int(a) % nd for a in str(spec.hyper["axis"]).split(",")}))
     if method in ("layer_norm", "rms_norm"):
         return tuple(range(_axis(spec, "axis"), nd))
+    if method == "adaptive_layer_norm":  # layer norm over the last axis
+        return (nd - 1,)
     if method == "lp_norm":
         return (_axis(spec, "axis"),)
     if method == "local_response_norm":
@@ -467,7 +469,9 @@ def degenerate(s: Sample) -> bool:
     y = s.vector.forward.get("y")
     if y is None:
         return False
-    bias = s.vector.inputs.get("bias") if "bias" in s.spec.present else None
+    # adaptive_layer_norm's bias belongs to its modulation map, not to the output
+    own_bias = "bias" in s.spec.present and s.spec.method != "adaptive_layer_norm"
+    bias = s.vector.inputs.get("bias") if own_bias else None
     base = np.zeros(y.shape) if bias is None else _broadcast_param(s, bias)
     finite = np.isfinite(y)
     return bool(np.any(finite)) and bool(
@@ -784,6 +788,28 @@ COVERAGE: Mapping[str, tuple[Row, ...]] = {
         *(Row(r.name, r.what, primals("rho", *names)) for r, names in zip(
             _AFFINE_ROWS, (("weight", "bias"), ("weight",), ("bias",), ()), strict=True)),
         *_EPS_ROWS[:1], *_DIST_ROWS,
+    ),
+    "adaptive_layer_norm": (
+        Row("adaLN (ungated)", "y = z (1 + scale) + shift", hyper("gated", lambda g: g is False),
+            minimum=2),
+        Row("adaLN-Zero (gated)", "y = gate (z (1 + scale) + shift): the gate's columns",
+            hyper("gated", lambda g: g is True), minimum=2),
+        Row("SiLU on cond", "the activation's derivative on the path to cond",
+            hyper("activation", lambda a: a == "silu"), minimum=2),
+        Row("no activation", "cond enters the map as is",
+            hyper("activation", lambda a: a == "none")),
+        Row("zero-initialised map", "W = b = 0: the plain layer norm, or y = 0 gated",
+            lambda s: "weight" in s.vector.inputs and not np.any(s.vector.inputs["weight"]),
+            minimum=2, signal=False),
+        Row("token axes", "x (N, L, D): the modulation broadcasts over the tokens",
+            lambda s: len(s.spec.shape) >= 3, minimum=2),
+        Row("two token axes", "a patch grid (N, H, W, D)", lambda s: len(s.spec.shape) >= 4),
+        Row("(N, D) input", "no token axis", lambda s: len(s.spec.shape) == 2),
+        Row("map with bias", "u W + b", primals("cond", "weight", "bias"), minimum=2),
+        Row("map without bias", "u W", primals("cond", "weight"), minimum=2),
+        Row("non-finite cond", "NaN/inf in the conditioning vector poisons its sample",
+            lambda s: s.spec.dists["cond"].kind in ("nan", "inf"), minimum=2, signal=False),
+        *_SIZE_ROWS, *_EPS_ROWS, *_DIST_ROWS,
     ),
     "layer_norm": (
         _SEVERAL_AXES, Row("1-d input", "the whole input is one set",

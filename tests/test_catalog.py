@@ -159,6 +159,8 @@ def reduction_size(case: CaseSpec) -> int | None:
         return math.prod(shape[int(a) % len(shape)] for a in str(case.hyper["axis"]).split(","))
     if method in ("layer_norm", "rms_norm"):
         return math.prod(shape[_axis(case, "axis"):])
+    if method == "adaptive_layer_norm":  # layer norm over the last axis
+        return shape[-1]
     if method == "lp_norm":
         return shape[_axis(case, "axis")]
     if method == "local_response_norm":

@@ -116,6 +116,12 @@ CASES += (
           "running_var_estimator": "unbiased"}, ("rho", "weight", "bias"), state=True),
     Case("batch_instance_norm", "eval-channels-last", (2, 3, 3),
          {"training": False, "eps": 1e-5, "channel_axis": -1}, ("rho", "weight"), state=True),
+    # cond, weight and bias are multiples of 1/4 (exact in every dtype), passed as inputs
+    Case("adaptive_layer_norm", "gated-silu", (2, 3, 4),
+         {"gated": True, "activation": "silu", "eps": 1e-6},
+         extra={"cond": np.array([[0.5, -1.0, 0.25], [1.5, -0.75, 0.0]]),
+                "weight": np.arange(36.0).reshape(3, 12) % 7 / 4 - 0.75,
+                "bias": np.arange(12.0) % 5 / 4 - 0.5}),
     # the style one row longer than x, multiples of 1/4 (exact in every dtype), as an input
     Case("adaptive_instance_norm", "unbiased-style-longer", (2, 3, 4),
          {"variance_estimator": "unbiased", "eps": 1e-5},
@@ -195,7 +201,8 @@ def test_every_method_and_dtype_is_supported_on_cpu(method: str, dtype: str) -> 
     # batch_instance_norm: Flax's BatchNorm and InstanceNorm blended by the gate
     assert support.kind == ("composed" if jnp_only or method in ("ghost_batch_norm",
                                                                  "batch_renorm",
-                                                                 "batch_instance_norm")
+                                                                 "batch_instance_norm",
+                                                                 "adaptive_layer_norm")
                             else "native")
     assert ("jax.numpy" if jnp_only else "flax.linen.") in support.reason
 

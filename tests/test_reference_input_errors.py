@@ -32,6 +32,8 @@ CALLS: dict[str, tuple[tuple[int, ...], dict[str, Any]]] = {
     "mixed_eval_batch_norm": ((4, 3), {"running_mean": np.zeros(3), "running_var": np.ones(3),
                                       "alpha": 0.5, "eps": 1e-5}),
     "batch_instance_norm": ((2, 3, 4), {"rho": np.full(3, 0.5), "training": True, "eps": 1e-5}),
+    "adaptive_layer_norm": ((2, 3), {"cond": np.ones((2, 2)), "weight": np.zeros((2, 6)),
+                                     "gated": False, "activation": "silu", "eps": 1e-5}),
     "adaptive_instance_norm": ((2, 3, 4), {"style": np.ones((2, 3, 5)),
                                            "variance_estimator": "unbiased", "eps": 1e-5}),
     "standardize": ((4, 3), {"training": True, "axis": [0], "ddof": 0, "eps": 0.0,

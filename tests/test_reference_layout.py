@@ -33,6 +33,8 @@ def _hyper(method: str) -> dict[str, object]:
         "mixed_eval_batch_norm": {"running_mean": np.zeros(6), "running_var": np.ones(6),
                                   "alpha": 0.5, "eps": 1e-5},
         "batch_instance_norm": {"rho": np.full(6, 0.5), "training": True, "eps": 1e-5},
+        "adaptive_layer_norm": {"cond": np.ones((4, 2)), "weight": np.full((2, 6), 0.1),
+                                "eps": 1e-5},
         "adaptive_instance_norm": {"style": np.ones((4, 6, 3, 3)), "eps": 1e-5,
                                    "variance_estimator": "unbiased"},
         "standardize": {"training": True, "ddof": 0, "eps": 1e-9,

@@ -31,7 +31,8 @@ RTOL64 = 1e-11
 COMPOSED = ("adaptive_instance_norm",
             "ghost_batch_norm", "batch_renorm", "sync_batch_norm", "sequence_batch_norm",
             "mixed_eval_batch_norm", "batch_instance_norm",
-            "standardize")
+            "standardize",
+            "adaptive_layer_norm")
 """Methods PyTorch has no operator for: composed from its primitives and labelled so."""
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(),
                           reason="no CUDA device: torch.cuda.is_available() is False")
@@ -121,6 +122,14 @@ def _cases() -> list[Case]:
              {"size": 2, "alpha": 1.0, "beta": 0.5, "k": 1.0, "channel_axis": -1}),
         Case("local_response_norm", "nc-size=5", {"x": _normal(20, 3, 7)},
              {"size": 5, "alpha": 0.3, "beta": 1.5, "k": 1.0}),
+        Case("adaptive_layer_norm", "gated-silu", {"x": x3, "cond": _normal(30, 3, 2),
+                                                  "weight": 0.3 * _normal(31, 2, 15),
+                                                  "bias": _normal(32, 15)},
+             {"gated": True, "activation": "silu", "eps": 1e-6}),
+        Case("adaptive_layer_norm", "ungated-nobias-2d", {"x": _normal(33, 3, 5),
+                                                         "cond": _normal(34, 3, 4),
+                                                         "weight": 0.3 * _normal(35, 4, 10)},
+             {"gated": False, "activation": "none", "eps": 1e-5}),
     ]
 
 

@@ -45,6 +45,7 @@ import numpy as np
 
 from ..protocol import Kind
 from . import adaptive_instance_norm as _adain
+from . import adaptive_layer_norm as _adaln
 from . import batch_instance_norm as _bin
 from . import batch_renorm as _renorm
 from . import ghost_batch_norm as _ghost
@@ -355,6 +356,9 @@ TRANSLATIONS: Mapping[str, Translation] = {
         "native", _seq.API, ("x", "weight", "bias"), _seq.sequence_batch_norm,
         state=("running_mean", "running_var"), composed_when=_seq.composed_when,
         constants=("mask",)),
+    "adaptive_layer_norm": Translation("composed", _adaln.API,
+                                       ("x", "cond", "weight", "bias"),
+                                       _adaln.adaptive_layer_norm),
     "mixed_eval_batch_norm": Translation("composed", _mixed.API, ("x", "weight", "bias"),
                                          _mixed.mixed_eval_batch_norm,
                                          state=("running_mean", "running_var")),

@@ -43,6 +43,7 @@ import numpy as np
 
 from ..protocol import DTYPES, Array, Support
 from ._adaptive_instance_norm import ADAPTIVE_INSTANCE_NORM
+from ._adaptive_layer_norm import ADAPTIVE_LAYER_NORM
 from ._batch_instance_norm import BATCH_INSTANCE_NORM
 from ._batch_norm import BATCH_NORM
 from ._batch_renorm import BATCH_RENORM
@@ -73,6 +74,7 @@ METHODS: dict[str, MethodImpl] = {
     "batch_instance_norm": BATCH_INSTANCE_NORM,
     "adaptive_instance_norm": ADAPTIVE_INSTANCE_NORM,
     "sequence_batch_norm": SEQUENCE_BATCH_NORM,
+    "adaptive_layer_norm": ADAPTIVE_LAYER_NORM,
     "standardize": STANDARDIZE,
 }
 """The methods this adapter implements."""

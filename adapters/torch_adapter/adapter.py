@@ -27,7 +27,8 @@ METHODS: tuple[str, ...] = ("batch_norm", "layer_norm", "rms_norm", "instance_no
                             "group_norm", "lp_norm", "local_response_norm", "ghost_batch_norm",
                             "batch_renorm", "mixed_eval_batch_norm", "batch_instance_norm",
                             "adaptive_instance_norm",
-                            "sync_batch_norm", "sequence_batch_norm", "standardize")
+                            "sync_batch_norm", "sequence_batch_norm", "standardize",
+                            "adaptive_layer_norm")
 """Methods this adapter translates (all of :data:`normspec.reference.METHODS`)."""
 
 _API: dict[str, str] = {
@@ -54,6 +55,9 @@ _API: dict[str, str] = {
                               "F.instance_norm for the content, torch.mean, torch.var and "
                               "torch.sqrt for the style; see "
                               "adapters/torch_adapter/adaptive_instance_norm.py",
+    "adaptive_layer_norm": "composed (PyTorch has no adaptive layer norm): F.silu, "
+                           "F.linear, chunk (shift, scale, gate) and F.layer_norm without "
+                           "affine; see adapters/torch_adapter/adaptive_layer_norm.py",
     "sequence_batch_norm": "composed (PyTorch has no masked batch norm): F.batch_norm on the "
                            "valid frames (sequence-wise) or masked sums (frame-wise); see "
                            "adapters/torch_adapter/sequence_batch_norm.py",
@@ -63,7 +67,8 @@ _API: dict[str, str] = {
 }
 _COMPOSED = frozenset({"adaptive_instance_norm",
                        "ghost_batch_norm", "batch_renorm", "mixed_eval_batch_norm",
-                       "batch_instance_norm", "sequence_batch_norm", "standardize"})
+                       "batch_instance_norm", "sequence_batch_norm", "standardize",
+                       "adaptive_layer_norm"})
 """Methods PyTorch has no operator for: the result is composed from its primitives."""
 _LRN_HALF_CPU = (
     "; >= 4-d input runs through F.local_response_norm's 3-d path on the (N, C, spatial) view, "

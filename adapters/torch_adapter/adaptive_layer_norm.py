@@ -34,7 +34,7 @@ API = ("composed: F.silu(cond), F.linear(u, weight.T, bias).chunk(P, 1) into (sh
 
 def adaptive_layer_norm(t: Mapping[str, Tensor | None], hyper: Mapping[str, Any],
                         want_stats: bool) -> tuple[Tensor, dict[str, Tensor]]:
-    """``(y, statistics)`` (in the compute dtype); see the module docstring."""
+    """``(y, statistics)``, rounded once to x's dtype; see the module docstring."""
     from .methods import _x
 
     x = _x(t)
@@ -58,6 +58,7 @@ def adaptive_layer_norm(t: Mapping[str, Tensor | None], hyper: Mapping[str, Any]
     y = F.layer_norm(xc, [d], eps=eps) * (1 + scale) + shift
     if gated:
         y = chunks[2].reshape(view) * y
+    y = y.to(x.dtype)  # rounded once to the dtype under test; autograd runs through the cast
     if not want_stats:
         return y, {}
     _, mean, rstd = torch.native_layer_norm(xc, [d], None, None, eps)
@@ -66,4 +67,4 @@ def adaptive_layer_norm(t: Mapping[str, Tensor | None], hyper: Mapping[str, Any]
              "scale": chunks[1]}
     if gated:
         stats["gate"] = chunks[2]
-    return y, stats
+    return y, {k: v.to(x.dtype) for k, v in stats.items()}

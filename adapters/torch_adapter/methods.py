@@ -33,6 +33,7 @@ from .._hyper import integer as _int
 from .._hyper import real as _float
 from .._hyper import required as _required
 from . import adaptive_instance_norm as _adain
+from . import adaptive_layer_norm as _adaln
 from . import batch_instance_norm as _bin
 from . import batch_renorm as _renorm
 from . import ghost_batch_norm as _ghost
@@ -318,6 +319,8 @@ TRANSLATIONS: dict[str, Translation] = {
                                        _bin.batch_instance_norm),
     "adaptive_instance_norm": Translation(("x", "style"), (), _adain.API,
                                           _adain.adaptive_instance_norm),
+    "adaptive_layer_norm": Translation(("x", "cond", "weight", "bias"), (), _adaln.API,
+                                       _adaln.adaptive_layer_norm),
     "sequence_batch_norm": Translation(("x", "weight", "bias"), ("running_mean", "running_var"),
                                        _seq.API, _seq.sequence_batch_norm, ("mask",)),
     "standardize": Translation(("x",), (), _standardize.API, _standardize.standardize,

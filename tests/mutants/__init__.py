@@ -14,6 +14,9 @@ from . import (
     adain_biased_variance,
     adain_style_detached,
     adain_style_eps_outside,
+    adaln_chunks_swapped,
+    adaln_gate_missing,
+    adaln_scale_not_one_plus,
     bin_clip_slope_open,
     bin_rho_not_clipped,
     channels_first_assumed,
@@ -104,6 +107,10 @@ _MODULES = (
     # batch-instance norm: the gate's clip and its slope at the clip's ends
     bin_rho_not_clipped,
     bin_clip_slope_open,
+    # adaptive layer norm: the 1 + scale convention, the chunk order, the gate
+    adaln_scale_not_one_plus,
+    adaln_chunks_swapped,
+    adaln_gate_missing,
     # adaptive instance norm: the estimator, eps on the style's std, gradients to the style
     adain_biased_variance,
     adain_style_eps_outside,
@@ -163,6 +170,9 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "mutant-mixed-alpha-on-running": ("mixed_eval_batch_norm",),
     "mutant-bin-rho-not-clipped": ("batch_instance_norm",),
     "mutant-bin-clip-slope-open": ("batch_instance_norm",),
+    "mutant-adaln-scale-not-one-plus": ("adaptive_layer_norm",),
+    "mutant-adaln-chunks-swapped": ("adaptive_layer_norm",),
+    "mutant-adaln-gate-missing": ("adaptive_layer_norm",),
     "mutant-adain-biased-variance": ("adaptive_instance_norm",),
     "mutant-adain-style-eps-outside": ("adaptive_instance_norm",),
     "mutant-adain-style-detached": ("adaptive_instance_norm",),

@@ -82,7 +82,7 @@ ERRATA: dict[str, tuple[str, str]] = {
 
 HALF = ("float16", "bfloat16")
 MOMENT_NORMS = ("layer_norm", "group_norm", "instance_norm", "batch_norm", "rms_norm",
-                "ghost_batch_norm", "batch_renorm")
+                "ghost_batch_norm", "batch_renorm", "adaptive_layer_norm")
 MESSAGE_RULES: tuple[tuple[str, str], ...] = (
     ("eps must be positive during training", "T1"),
     ("more than 1 value per channel", "T2"),
