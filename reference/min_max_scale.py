@@ -16,8 +16,10 @@
     y = clip(y, a, b)                                 when clip (scikit-learn's ``clip=True``)
 
 Derivatives are with respect to ``x`` only. Apply: ``J = diag((b - a) / r * c)`` with ``c = 1``
-where ``a <= y <= b`` or without clip, and ``c = 0`` where clip cuts (the slope is 1 at the
-ends, as torch.clamp). Fit, with ``s = (b - a) / r``, ``u = (x - data_min) / r`` and the
+where ``a <= y <= b``, at a NaN ``y`` (neither below ``a`` nor above ``b``: the unclipped
+branch) or without clip, and ``c = 0`` where clip cuts (the slope is 1 at the ends, as
+torch.clamp; torch.clamp's slope at NaN is 0, a deviation).
+Fit, with ``s = (b - a) / r``, ``u = (x - data_min) / r`` and the
 min/max subgradient ``w_min``, ``w_max`` (``1/k`` at each of the ``k`` tied extreme positions,
 0 elsewhere: what torch.amin/amax and jnp.min/max autodiff give)::
 
