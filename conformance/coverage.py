@@ -478,6 +478,19 @@ def degenerate(s: Sample) -> bool:
         np.array_equal(_rounded(y, s.dtype)[finite], base[finite]))
 
 
+def zero_norm_channel(s: Sample) -> bool:
+    """global_response_norm: a sample with a zero channel norm next to a nonzero one (the
+    norm's subgradient 0 enters the gradient of the others)."""
+    gx = s.vector.forward.get("gx")
+    return gx is not None and bool(np.any(np.any(gx == 0, axis=1) & np.any(gx > 0, axis=1)))
+
+
+def zero_weight(s: Sample) -> bool:
+    """A weight that is zero everywhere (GRN's zero initialisation: y = x)."""
+    w = s.vector.inputs.get("weight")
+    return w is not None and bool(np.all(w == 0))
+
+
 # --- the tables ------------------------------------------------------------------------------
 
 _DIST_ROWS: tuple[Row, ...] = (
@@ -898,6 +911,21 @@ COVERAGE: Mapping[str, tuple[Row, ...]] = {
         *_SIZE_ROWS[:1], *(r for r in _DIST_ROWS if r.dtypes != WIDE),
     ),
     "standardize": _STANDARDIZE_ROWS,
+    "global_response_norm": (
+        _SEVERAL_AXES, *_CHANNEL_ROWS,
+        Row("channels-first", "NCHW (timm's channels_last=False)",
+            lambda s: channel_axis(s.spec) == 1, minimum=2),
+        Row("3 spatial axes", "NDHWC and NCDHW", lambda s: len(s.spec.shape) == 5, minimum=2),
+        Row("C = 1", "one channel: nx = gx / (gx + eps)",
+            lambda s: s.spec.shape[channel_axis(s.spec)] == 1),
+        Row("zero channel", "a zero norm next to nonzero ones: the subgradient 0",
+            zero_norm_channel, minimum=2, signal=False),
+        Row("zero weight", "the official zero initialisation: y = x, d/dweight not 0",
+            zero_weight),
+        Row("eps dominates", "the norms far below eps: nx ~ gx / eps",
+            lambda s: s.spec.name in ("eps_dominates", "tiny")),
+        *_SIZE_ROWS, *_EPS_ROWS, *_DIST_ROWS,
+    ),
 }
 """Per method, the branches and conventions of its definition (see the module docstring)."""
 

@@ -36,6 +36,7 @@ METHODS: tuple[str, ...] = (
     "sync_batch_norm",
     "mixed_eval_batch_norm",
     "batch_instance_norm",
+    "global_response_norm",
     "adaptive_layer_norm",
     "adaptive_instance_norm",
     "standardize",

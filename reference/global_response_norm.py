@@ -86,10 +86,6 @@ class _Sample:
     nx: FloatArray
     """(N, C)."""
 
-    @property
-    def channels(self) -> int:
-        return self.x.shape[1]
-
 
 def _setup(x: object, weight: object, bias: object, channel_axis: int, eps: float) -> _Sample:
     xa = as_float64("x", x)

@@ -177,7 +177,8 @@ def reduction_size(case: CaseSpec) -> int | None:
     spatial = math.prod(s for i, s in enumerate(shape) if i not in (0, c))
     if method == "adaptive_instance_norm":  # the content's statistics
         return spatial
-    if method in ("instance_norm", "batch_instance_norm"):  # BIN in evaluation: instances
+    if method in ("instance_norm", "batch_instance_norm", "global_response_norm"):
+        # BIN in evaluation: instances; GRN: one spatial norm per (sample, channel)
         return spatial
     if method == "ghost_batch_norm":  # one ghost batch: ghost_batch_size samples, all of space
         size = case.hyper["ghost_batch_size"]

@@ -130,6 +130,10 @@ CASES += (
          {"training": True, "axis": "0,2", "ddof": 1, "eps": 1e-3,
           "eps_placement": "inside_sqrt", "zero_variance": "unit_scale"}),
 )
+CASES += (
+    Case("global_response_norm", "nhwc", (2, 3, 2, 4), {"channel_axis": -1, "eps": 1e-6},
+         ("weight", "bias")),
+)
 FIRST_CASES = tuple(next(c for c in CASES if c.method == m) for m in reference.METHODS)
 
 
@@ -194,6 +198,7 @@ def test_every_method_and_dtype_is_supported_on_cpu(method: str, dtype: str) -> 
     support = ADAPTER.support(method, dtype, "cpu")
     assert support.supported, support.reason
     jnp_only = method in ("lp_norm", "local_response_norm", "mixed_eval_batch_norm")
+    jnp_only = jnp_only or method == "global_response_norm"
     jnp_only = jnp_only or method == "standardize"
     jnp_only = jnp_only or method == "adaptive_instance_norm"
     # ghost_batch_norm: Flax's BatchNorm on a view of the batch, still a composition;

@@ -39,6 +39,8 @@ CALLS: dict[str, tuple[tuple[int, ...], dict[str, Any]]] = {
     "standardize": ((4, 3), {"training": True, "axis": [0], "ddof": 0, "eps": 0.0,
                              "eps_placement": "inside_sqrt",
                              "zero_variance": "unit_scale"}),
+    "global_response_norm": ((2, 3, 4), {"weight": np.ones(4), "bias": np.zeros(4),
+                                         "channel_axis": -1, "eps": 1e-6}),
 }
 
 

@@ -39,6 +39,7 @@ def _hyper(method: str) -> dict[str, object]:
                                    "variance_estimator": "unbiased"},
         "standardize": {"training": True, "ddof": 0, "eps": 1e-9,
                         "eps_placement": "outside_sqrt", "zero_variance": "ieee"},
+        "global_response_norm": {"weight": np.ones(6), "bias": np.zeros(6), "eps": 1e-6},
     }
     return {**full[method], **get(method).NCHW_EXAMPLE}
 

@@ -32,7 +32,8 @@ COMPOSED = ("adaptive_instance_norm",
             "ghost_batch_norm", "batch_renorm", "sync_batch_norm", "sequence_batch_norm",
             "mixed_eval_batch_norm", "batch_instance_norm",
             "standardize",
-            "adaptive_layer_norm")
+            "adaptive_layer_norm",
+            "global_response_norm")
 """Methods PyTorch has no operator for: composed from its primitives and labelled so."""
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(),
                           reason="no CUDA device: torch.cuda.is_available() is False")

@@ -23,9 +23,10 @@ if TYPE_CHECKING:
 
     from .methods import Fn
 
-API = ("composed (no GRN in JAX or Flax): jnp.linalg.norm over the spatial axes in float32 or "
-       "wider, its channel mean plus eps, weight * (x * nx) + bias + x, as the Flax ports of "
-       "ConvNeXt V2 write it; NaN gradient at a zero channel (jnp.linalg.norm)")
+API = ("composed (no GRN in JAX or Flax): a jax.numpy composition, jnp.linalg.norm over the "
+       "spatial axes in float32 or wider, its channel mean plus eps, weight * (x * nx) + bias "
+       "+ x, as the Flax ports of ConvNeXt V2 write it; NaN gradient at a zero channel "
+       "(jnp.linalg.norm)")
 """What the report shows for this method."""
 
 

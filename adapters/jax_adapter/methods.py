@@ -49,6 +49,7 @@ from . import adaptive_layer_norm as _adaln
 from . import batch_instance_norm as _bin
 from . import batch_renorm as _renorm
 from . import ghost_batch_norm as _ghost
+from . import global_response_norm as _grn
 from . import mixed_eval_batch_norm as _mixed
 from . import sequence_batch_norm as _seq
 from . import standardize as _standardize
@@ -369,5 +370,7 @@ TRANSLATIONS: Mapping[str, Translation] = {
                                           _adain.adaptive_instance_norm),
     "standardize": Translation("composed", _standardize.API, ("x",),
                                _standardize.standardize, state=("mean", "var")),
+    "global_response_norm": Translation("composed", _grn.API, ("x", "weight", "bias"),
+                                        _grn.global_response_norm),
 }
 """Every method the adapter runs, keyed by the reference's method name."""

@@ -49,6 +49,7 @@ from ._batch_norm import BATCH_NORM
 from ._batch_renorm import BATCH_RENORM
 from ._geometry import Geometry
 from ._ghost_batch_norm import GHOST_BATCH_NORM
+from ._global_response_norm import GLOBAL_RESPONSE_NORM
 from ._lp_norm import LP_NORM
 from ._lrn import LOCAL_RESPONSE_NORM
 from ._mixed_eval import MIXED_EVAL_BATCH_NORM
@@ -76,6 +77,7 @@ METHODS: dict[str, MethodImpl] = {
     "sequence_batch_norm": SEQUENCE_BATCH_NORM,
     "adaptive_layer_norm": ADAPTIVE_LAYER_NORM,
     "standardize": STANDARDIZE,
+    "global_response_norm": GLOBAL_RESPONSE_NORM,
 }
 """The methods this adapter implements."""
 

@@ -28,7 +28,8 @@ METHODS: tuple[str, ...] = ("batch_norm", "layer_norm", "rms_norm", "instance_no
                             "batch_renorm", "mixed_eval_batch_norm", "batch_instance_norm",
                             "adaptive_instance_norm",
                             "sync_batch_norm", "sequence_batch_norm", "standardize",
-                            "adaptive_layer_norm")
+                            "adaptive_layer_norm",
+                            "global_response_norm")
 """Methods this adapter translates (all of :data:`normspec.reference.METHODS`)."""
 
 _API: dict[str, str] = {
@@ -64,11 +65,15 @@ _API: dict[str, str] = {
     "standardize": "composed (PyTorch has no fitted scaler): torch.mean and "
                    "torch.var(correction=ddof) (fit) or the given mean and var "
                    "(apply); see adapters/torch_adapter/standardize.py",
+    "global_response_norm": "composed (PyTorch has no GRN operator): torch.linalg.vector_norm "
+                            "over the spatial axes, the channel mean plus eps, the residual; see "
+                            "adapters/torch_adapter/global_response_norm.py",
 }
 _COMPOSED = frozenset({"adaptive_instance_norm",
                        "ghost_batch_norm", "batch_renorm", "mixed_eval_batch_norm",
                        "batch_instance_norm", "sequence_batch_norm", "standardize",
-                       "adaptive_layer_norm"})
+                       "adaptive_layer_norm",
+                       "global_response_norm"})
 """Methods PyTorch has no operator for: the result is composed from its primitives."""
 _LRN_HALF_CPU = (
     "; >= 4-d input runs through F.local_response_norm's 3-d path on the (N, C, spatial) view, "

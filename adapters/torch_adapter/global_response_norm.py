@@ -56,5 +56,6 @@ def global_response_norm(t: Mapping[str, Tensor | None], hyper: Mapping[str, Any
     if not want_stats:
         return y, {}
     shape = (x.shape[0], x.shape[c])
-    return y, {"gx": torch.movedim(gx, c, 1).reshape(shape),
-               "nx": torch.movedim(nx, c, 1).reshape(shape)}
+    # the statistics in the dtype under test, as PyTorch's own norm layers return theirs
+    return y, {"gx": torch.movedim(gx, c, 1).reshape(shape).to(out_dtype),
+               "nx": torch.movedim(nx, c, 1).reshape(shape).to(out_dtype)}

@@ -37,6 +37,7 @@ from . import adaptive_layer_norm as _adaln
 from . import batch_instance_norm as _bin
 from . import batch_renorm as _renorm
 from . import ghost_batch_norm as _ghost
+from . import global_response_norm as _grn
 from . import mixed_eval_batch_norm as _mixed
 from . import sequence_batch_norm as _seq
 from . import standardize as _standardize
@@ -325,5 +326,7 @@ TRANSLATIONS: dict[str, Translation] = {
                                        _seq.API, _seq.sequence_batch_norm, ("mask",)),
     "standardize": Translation(("x",), (), _standardize.API, _standardize.standardize,
                                ("mean", "var")),
+    "global_response_norm": Translation(("x", "weight", "bias"), (), _grn.API,
+                                        _grn.global_response_norm),
 }
 """Every method of :data:`normspec.reference.METHODS`, keyed by name."""

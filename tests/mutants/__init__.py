@@ -26,6 +26,10 @@ from . import (
     ghost_strided,
     ghost_update_per_ghost,
     ghost_whole_batch,
+    grn_channel_sum,
+    grn_nan_at_zero_norm,
+    grn_no_residual,
+    grn_stats_constant,
     instance_batch_stats,
     interleaved_groups,
     inverted_momentum,
@@ -119,6 +123,12 @@ _MODULES = (
     scaler_ddof_swapped,
     scaler_eps_placement_swapped,
     scaler_apply_refits,
+    # global response norm: the channel mean, the residual, the norms in the gradient, the
+    # norm's subgradient at a zero channel
+    grn_channel_sum,
+    grn_no_residual,
+    grn_stats_constant,
+    grn_nan_at_zero_norm,
 )
 
 MUTANTS: dict[str, Adapter] = {module.MUTANT.name: module.MUTANT for module in _MODULES}
@@ -179,6 +189,10 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "mutant-scaler-ddof-swapped": ("standardize",),
     "mutant-scaler-eps-placement-swapped": ("standardize",),
     "mutant-scaler-apply-refits": ("standardize",),
+    "mutant-grn-channel-sum": ("global_response_norm",),
+    "mutant-grn-no-residual": ("global_response_norm",),
+    "mutant-grn-stats-constant": ("global_response_norm",),
+    "mutant-grn-nan-at-zero-norm": ("global_response_norm",),
 }
 """The methods each mutant's bug class lives in: it must be killed in every one of them, and
 the mutation score per method (docs/coverage.md) counts it there."""
