@@ -173,6 +173,11 @@ def style_dist(kind: str) -> Predicate:
     return lambda s: s.spec.dists["style"].kind == kind
 
 
+def _styles(s: Sample) -> list[int]:
+    """conditional_instance_norm: the case's style indices, one per sample."""
+    return [int(v) for v in s.spec.dists["style"].get("values")]
+
+
 def offset_at_least(ratio: float) -> Predicate:
     def test(s: Sample) -> bool:
         d = s.spec.dists["x"]
@@ -456,6 +461,9 @@ def _broadcast_param(s: Sample, p: FloatArray) -> FloatArray:
     if s.spec.method in ("layer_norm", "rms_norm"):
         return np.broadcast_to(p, shape)
     view = [1] * len(shape)
+    if s.spec.method == "conditional_instance_norm":  # each sample's row of the (S, C) table
+        view[0], view[channel_axis(s.spec)] = shape[0], shape[channel_axis(s.spec)]
+        return np.broadcast_to(p[_styles(s)].reshape(view), shape)
     view[channel_axis(s.spec)] = p.size
     return np.broadcast_to(p.reshape(view), shape)
 
@@ -867,6 +875,19 @@ COVERAGE: Mapping[str, tuple[Row, ...]] = {
         Row("style constant", "style_std = sqrt(eps)", style_dist("constant"), signal=False),
         Row("style NaN", "NaN propagation from the style", style_dist("nan"), signal=False),
         Row("style Inf", "inf - inf in the style's variance", style_dist("inf"), signal=False),
+    ),
+    "conditional_instance_norm": (
+        Row("repeated style", "two samples share a row: their table gradients add",
+            lambda s: len(set(_styles(s))) < len(_styles(s)), minimum=2),
+        Row("unused rows", "rows no sample selects: zero table gradients",
+            lambda s: len(set(_styles(s))) < s.spec.shapes["weight"][0], minimum=2),
+        Row("several styles in a batch", "different rows side by side",
+            lambda s: len(set(_styles(s))) > 1, minimum=2),
+        Row("style != batch position", "row style[k] for sample k, not row k",
+            lambda s: any(v != k for k, v in enumerate(_styles(s))), minimum=2),
+        _SEVERAL_AXES, *_CHANNEL_ROWS,
+        Row("3 spatial axes", "NCDHW", lambda s: len(s.spec.shape) == 5),
+        *_SIZE_ROWS, *_EPS_ROWS, *_DIST_ROWS,
     ),
     "instance_norm": (
         _SEVERAL_AXES, *_CHANNEL_ROWS,

@@ -63,7 +63,7 @@ ACCUMULATION: dict[str, str] = {
 """The narrowest accumulation type the spec accepts for reductions in each dtype."""
 
 CENTERED = frozenset({"batch_norm", "layer_norm", "instance_norm", "group_norm",
-                      "adaptive_instance_norm",
+                      "adaptive_instance_norm", "conditional_instance_norm",
                       "ghost_batch_norm", "mixed_eval_batch_norm", "batch_instance_norm",
                       "batch_renorm", "sync_batch_norm", "sequence_batch_norm", "standardize",
                       "adaptive_layer_norm"})

@@ -39,6 +39,7 @@ METHODS: tuple[str, ...] = (
     "global_response_norm",
     "adaptive_layer_norm",
     "adaptive_instance_norm",
+    "conditional_instance_norm",
     "standardize",
 )
 

@@ -175,7 +175,7 @@ def reduction_size(case: CaseSpec) -> int | None:
         return math.prod(s for i, s in enumerate(shape) if i != c) if case.hyper[
             "training"] else None
     spatial = math.prod(s for i, s in enumerate(shape) if i not in (0, c))
-    if method == "adaptive_instance_norm":  # the content's statistics
+    if method in ("adaptive_instance_norm", "conditional_instance_norm"):  # per instance
         return spatial
     if method in ("instance_norm", "batch_instance_norm", "global_response_norm"):
         # BIN in evaluation: instances; GRN: one spatial norm per (sample, channel)

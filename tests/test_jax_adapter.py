@@ -126,6 +126,11 @@ CASES += (
     Case("adaptive_instance_norm", "unbiased-style-longer", (2, 3, 4),
          {"variance_estimator": "unbiased", "eps": 1e-5},
          extra={"style": np.arange(30.0).reshape(2, 3, 5) % 7 / 4 - 0.5}),
+    # tables of multiples of 1/4 (exact in every dtype), a repeated style and unused rows
+    Case("conditional_instance_norm", "repeated-style", (3, 2, 5), {"eps": 1e-5},
+         extra={"weight": np.arange(10.0).reshape(5, 2) % 3 / 4 + 0.5,
+                "bias": np.arange(10.0).reshape(5, 2) % 5 / 4 - 0.5,
+                "style": np.array([3, 0, 3])}),
     Case("standardize", "fit-ddof1-spatial", (2, 3, 4),
          {"training": True, "axis": "0,2", "ddof": 1, "eps": 1e-3,
           "eps_placement": "inside_sqrt", "zero_variance": "unit_scale"}),
@@ -200,7 +205,7 @@ def test_every_method_and_dtype_is_supported_on_cpu(method: str, dtype: str) -> 
     jnp_only = method in ("lp_norm", "local_response_norm", "mixed_eval_batch_norm")
     jnp_only = jnp_only or method == "global_response_norm"
     jnp_only = jnp_only or method == "standardize"
-    jnp_only = jnp_only or method == "adaptive_instance_norm"
+    jnp_only = jnp_only or method in ("adaptive_instance_norm", "conditional_instance_norm")
     # ghost_batch_norm: Flax's BatchNorm on a view of the batch, still a composition;
     # batch_renorm: jax.numpy in training, Flax's BatchNorm in evaluation
     # batch_instance_norm: Flax's BatchNorm and InstanceNorm blended by the gate

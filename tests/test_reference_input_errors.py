@@ -36,6 +36,8 @@ CALLS: dict[str, tuple[tuple[int, ...], dict[str, Any]]] = {
                                      "gated": False, "activation": "silu", "eps": 1e-5}),
     "adaptive_instance_norm": ((2, 3, 4), {"style": np.ones((2, 3, 5)),
                                            "variance_estimator": "unbiased", "eps": 1e-5}),
+    "conditional_instance_norm": ((2, 3, 4), {"weight": np.ones((4, 3)), "bias": np.zeros((4, 3)),
+                                              "style": [3, 0], "eps": 1e-5}),
     "standardize": ((4, 3), {"training": True, "axis": [0], "ddof": 0, "eps": 0.0,
                              "eps_placement": "inside_sqrt",
                              "zero_variance": "unit_scale"}),

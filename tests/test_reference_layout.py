@@ -37,6 +37,8 @@ def _hyper(method: str) -> dict[str, object]:
                                 "eps": 1e-5},
         "adaptive_instance_norm": {"style": np.ones((4, 6, 3, 3)), "eps": 1e-5,
                                    "variance_estimator": "unbiased"},
+        "conditional_instance_norm": {"weight": np.ones((6, 6)), "bias": np.zeros((6, 6)),
+                                      "style": [5, 0, 5, 2], "eps": 1e-5},
         "standardize": {"training": True, "ddof": 0, "eps": 1e-9,
                         "eps_placement": "outside_sqrt", "zero_variance": "ieee"},
         "global_response_norm": {"weight": np.ones(6), "bias": np.zeros(6), "eps": 1e-6},

@@ -48,6 +48,7 @@ from . import adaptive_instance_norm as _adain
 from . import adaptive_layer_norm as _adaln
 from . import batch_instance_norm as _bin
 from . import batch_renorm as _renorm
+from . import conditional_instance_norm as _cin
 from . import ghost_batch_norm as _ghost
 from . import global_response_norm as _grn
 from . import mixed_eval_batch_norm as _mixed
@@ -368,6 +369,9 @@ TRANSLATIONS: Mapping[str, Translation] = {
                                        state=("running_mean", "running_var")),
     "adaptive_instance_norm": Translation("composed", _adain.API, ("x", "style"),
                                           _adain.adaptive_instance_norm),
+    "conditional_instance_norm": Translation("composed", _cin.API, ("x", "weight", "bias"),
+                                             _cin.conditional_instance_norm,
+                                             constants=("style",)),
     "standardize": Translation("composed", _standardize.API, ("x",),
                                _standardize.standardize, state=("mean", "var")),
     "global_response_norm": Translation("composed", _grn.API, ("x", "weight", "bias"),

@@ -47,6 +47,7 @@ from ._adaptive_layer_norm import ADAPTIVE_LAYER_NORM
 from ._batch_instance_norm import BATCH_INSTANCE_NORM
 from ._batch_norm import BATCH_NORM
 from ._batch_renorm import BATCH_RENORM
+from ._conditional_instance_norm import CONDITIONAL_INSTANCE_NORM
 from ._geometry import Geometry
 from ._ghost_batch_norm import GHOST_BATCH_NORM
 from ._global_response_norm import GLOBAL_RESPONSE_NORM
@@ -74,6 +75,7 @@ METHODS: dict[str, MethodImpl] = {
     "mixed_eval_batch_norm": MIXED_EVAL_BATCH_NORM,
     "batch_instance_norm": BATCH_INSTANCE_NORM,
     "adaptive_instance_norm": ADAPTIVE_INSTANCE_NORM,
+    "conditional_instance_norm": CONDITIONAL_INSTANCE_NORM,
     "sequence_batch_norm": SEQUENCE_BATCH_NORM,
     "adaptive_layer_norm": ADAPTIVE_LAYER_NORM,
     "standardize": STANDARDIZE,

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 METHODS: tuple[str, ...] = ("batch_norm", "layer_norm", "rms_norm", "instance_norm",
                             "group_norm", "lp_norm", "local_response_norm", "ghost_batch_norm",
                             "batch_renorm", "mixed_eval_batch_norm", "batch_instance_norm",
-                            "adaptive_instance_norm",
+                            "adaptive_instance_norm", "conditional_instance_norm",
                             "sync_batch_norm", "sequence_batch_norm", "standardize",
                             "adaptive_layer_norm",
                             "global_response_norm")
@@ -59,6 +59,10 @@ _API: dict[str, str] = {
     "adaptive_layer_norm": "composed (PyTorch has no adaptive layer norm): F.silu, "
                            "F.linear, chunk (shift, scale, gate) and F.layer_norm without "
                            "affine; see adapters/torch_adapter/adaptive_layer_norm.py",
+    "conditional_instance_norm": "composed (PyTorch has no conditional instance norm), in "
+                                 "float32 for 16-bit dtypes: F.instance_norm without affine, "
+                                 "weight[style] and bias[style] by indexing; see "
+                                 "adapters/torch_adapter/conditional_instance_norm.py",
     "sequence_batch_norm": "composed (PyTorch has no masked batch norm): F.batch_norm on the "
                            "valid frames (sequence-wise) or masked sums (frame-wise); see "
                            "adapters/torch_adapter/sequence_batch_norm.py",
@@ -69,7 +73,7 @@ _API: dict[str, str] = {
                             "over the spatial axes, the channel mean plus eps, the residual; see "
                             "adapters/torch_adapter/global_response_norm.py",
 }
-_COMPOSED = frozenset({"adaptive_instance_norm",
+_COMPOSED = frozenset({"adaptive_instance_norm", "conditional_instance_norm",
                        "ghost_batch_norm", "batch_renorm", "mixed_eval_batch_norm",
                        "batch_instance_norm", "sequence_batch_norm", "standardize",
                        "adaptive_layer_norm",

@@ -36,6 +36,7 @@ from . import adaptive_instance_norm as _adain
 from . import adaptive_layer_norm as _adaln
 from . import batch_instance_norm as _bin
 from . import batch_renorm as _renorm
+from . import conditional_instance_norm as _cin
 from . import ghost_batch_norm as _ghost
 from . import global_response_norm as _grn
 from . import mixed_eval_batch_norm as _mixed
@@ -320,6 +321,8 @@ TRANSLATIONS: dict[str, Translation] = {
                                        _bin.batch_instance_norm),
     "adaptive_instance_norm": Translation(("x", "style"), (), _adain.API,
                                           _adain.adaptive_instance_norm),
+    "conditional_instance_norm": Translation(("x", "weight", "bias"), (), _cin.API,
+                                             _cin.conditional_instance_norm, ("style",)),
     "adaptive_layer_norm": Translation(("x", "cond", "weight", "bias"), (), _adaln.API,
                                        _adaln.adaptive_layer_norm),
     "sequence_batch_norm": Translation(("x", "weight", "bias"), ("running_mean", "running_var"),
