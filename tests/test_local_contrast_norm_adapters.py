@@ -38,3 +38,47 @@ def test_numpy_translation_matches_the_reference(shape: tuple[int, ...],
     np.testing.assert_allclose(
         LOCAL_CONTRAST_NORM.second_order(nx, prec, inputs, hyper, g, {"x": t})["x"],
         ref.second_order(x, cotangent=g, tangent={"x": t}, **hyper)["x"], atol=1e-12)
+
+
+@pytest.mark.parametrize(("shape", "hyper"), HYPERS)
+def test_torch_composition_matches_the_reference(shape: tuple[int, ...],
+                                                 hyper: dict[str, Any]) -> None:
+    torch = pytest.importorskip("torch")
+    from normspec.adapters.torch_adapter.local_contrast_norm import local_contrast_norm
+
+    rng = np.random.default_rng(1)
+    x, g = rng.standard_normal(shape), rng.standard_normal(shape)
+    xt = torch.tensor(x, requires_grad=True)
+    y, _ = local_contrast_norm({"x": xt}, hyper, True)
+    y.backward(torch.tensor(g))
+    assert xt.grad is not None
+    np.testing.assert_allclose(y.detach().numpy(), ref.forward(x, **hyper)["y"], atol=1e-13)
+    np.testing.assert_allclose(xt.grad.numpy(), ref.vjp(x, cotangent=g, **hyper)["x"],
+                               atol=1e-12)
+
+
+@pytest.mark.parametrize(("shape", "hyper"), HYPERS)
+def test_jax_composition_matches_the_reference(shape: tuple[int, ...],
+                                               hyper: dict[str, Any]) -> None:
+    jax = pytest.importorskip("jax")
+    import jax.numpy as jnp
+    from normspec.adapters.jax_adapter import _runtime
+    from normspec.adapters.jax_adapter.local_contrast_norm import local_contrast_norm
+
+    _runtime.enable_x64()
+    rng = np.random.default_rng(2)
+    x, g = rng.standard_normal(shape), rng.standard_normal(shape)
+    fn = local_contrast_norm(jnp.float64, **hyper)
+    y, vjp = jax.vjp(lambda a: fn({"x": a}, {})[0], jnp.asarray(x))
+    np.testing.assert_allclose(np.asarray(y), ref.forward(x, **hyper)["y"], atol=1e-13)
+    np.testing.assert_allclose(np.asarray(vjp(jnp.asarray(g))[0]),
+                               ref.vjp(x, cotangent=g, **hyper)["x"], atol=1e-12)
+
+
+def test_torch_maximum_splits_a_tie_equally() -> None:
+    """The spec's tie convention is what torch.maximum's backward does (torch 2.13)."""
+    torch = pytest.importorskip("torch")
+    a = torch.tensor(1.0, requires_grad=True)
+    b = torch.tensor(1.0, requires_grad=True)
+    torch.maximum(a, b).backward()
+    assert (a.grad, b.grad) == (torch.tensor(0.5), torch.tensor(0.5))
