@@ -94,7 +94,7 @@ def reduced_axes(spec: CaseSpec) -> tuple[int, ...]:
     """Axes of ``x`` one statistic spans, from the method's definition (empty: none, e.g.
     batch_norm in evaluation, or local_response_norm, which reduces a window of channels)."""
     nd, method = len(spec.shape), spec.method
-    if method == "standardize":  # its axis list, in fits only (an apply reduces nothing)
+    if method in ("standardize", "min_max_scale"):  # axis list; fits only
         if spec.hyper.get("training") is not True:
             return ()
         return tuple(sorted({int(a) % nd for a in str(spec.hyper["axis"]).split(",")}))
@@ -132,7 +132,8 @@ def reduction_size(spec: CaseSpec) -> int | None:
         return size
     axes = reduced_axes(spec)
     if spec.method in ("batch_norm", "ghost_batch_norm", "batch_renorm", "sync_batch_norm",
-                       "standardize") and spec.hyper["training"] is not True:
+                       "standardize", "min_max_scale") and (
+            spec.hyper["training"] is not True):
         return None
     n = math.prod(spec.shape[i] for i in axes)
     if spec.method == "ghost_batch_norm" and 0 in axes:
@@ -591,6 +592,58 @@ _STANDARDIZE_ROWS: tuple[Row, ...] = (
     _SEVERAL_AXES, *_SIZE_ROWS, *_EPS_ROWS, *_DIST_ROWS,
 )
 
+def _minmax_zero_range(s: Sample) -> bool:
+    """min_max_scale: a feature fitted constant (data_min == data_max)."""
+    src = s.vector.forward if training(s) else s.vector.inputs
+    lo, hi = src.get("data_min"), src.get("data_max")
+    return lo is not None and hi is not None and bool(np.any(lo == hi))
+
+
+def _minmax_tied(s: Sample) -> bool:
+    """min_max_scale: a fit with an extreme reached at two positions of a varying feature."""
+    lo, hi = s.vector.forward.get("data_min"), s.vector.forward.get("data_max")
+    x = s.vector.inputs.get("x")
+    if not training(s) or lo is None or hi is None or x is None:
+        return False
+    axes = reduced_axes(s.spec)
+    keep = tuple(i for i in range(x.ndim) if i not in axes)
+    rows = np.transpose(x, keep + axes).reshape(lo.size, -1)
+    varying = lo.reshape(-1) != hi.reshape(-1)
+    ties = ((rows == lo.reshape(-1, 1)).sum(axis=1) > 1) | ((rows == hi.reshape(-1, 1)).sum(
+        axis=1) > 1)
+    return bool(np.any(varying & ties))
+
+
+def _minmax_cut(s: Sample) -> bool:
+    """min_max_scale: an apply with clip where some value lands outside the range."""
+    y = s.vector.forward.get("y")
+    if training(s) or s.spec.hyper.get("clip") is not True or y is None:
+        return False
+    a, b = s.spec.hyper["range_min"], s.spec.hyper["range_max"]
+    return bool(np.any(y == a) or np.any(y == b))
+
+
+_MIN_MAX_ROWS: tuple[Row, ...] = (
+    Row("fit", "extremes from x, returned as state; y scaled with them", training),
+    Row("apply", "given fitted extremes, constants for the derivatives",
+        both(hyper("training", lambda t: t is False), lambda s: not s.step), minimum=2),
+    Row("fit then apply", "a trajectory's evaluation batch with the implementation's own "
+        "fitted state", _step_is("eval"), minimum=2),
+    Row("refit replaces", "a second fit replaces the state, no merging", _step_is("step2")),
+    Row("range [0, 1]", "scikit-learn's default feature_range",
+        both(hyper("range_min", lambda a: a == 0.0), hyper("range_max", lambda b: b == 1.0)),
+        minimum=2),
+    Row("other range", "feature_range other than (0, 1)",
+        hyper("range_min", lambda a: a != 0.0), minimum=2),
+    Row("clip cuts", "applied values beyond the fitted extremes clipped (slope 0)", _minmax_cut,
+        minimum=2),
+    Row("zero range", "a constant feature: divisor 1, y = range_min + (b - a)(x - min)",
+        _minmax_zero_range, minimum=2, signal=False),
+    Row("tied extremes", "the min/max subgradient split among tied positions", _minmax_tied,
+        minimum=1),
+    _SEVERAL_AXES, *_SIZE_ROWS, *_DIST_ROWS,
+)
+
 COVERAGE: Mapping[str, tuple[Row, ...]] = {
     "batch_norm": (
         Row("training", "batch statistics", training),
@@ -947,6 +1000,7 @@ COVERAGE: Mapping[str, tuple[Row, ...]] = {
             lambda s: s.spec.name in ("eps_dominates", "tiny")),
         *_SIZE_ROWS, *_EPS_ROWS, *_DIST_ROWS,
     ),
+    "min_max_scale": _MIN_MAX_ROWS,
 }
 """Per method, the branches and conventions of its definition (see the module docstring)."""
 

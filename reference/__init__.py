@@ -41,6 +41,7 @@ METHODS: tuple[str, ...] = (
     "adaptive_instance_norm",
     "conditional_instance_norm",
     "standardize",
+    "min_max_scale",
 )
 
 

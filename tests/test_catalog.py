@@ -153,7 +153,7 @@ def _axis(case: CaseSpec, name: str, default: int | None = None) -> int:
 def reduction_size(case: CaseSpec) -> int | None:
     """Values per statistic (None: the case has no reduction, e.g. batch_norm evaluation)."""
     shape, method = case.shape, case.method
-    if method == "standardize":  # a fit reduces its axis list; an apply reduces nothing
+    if method in ("standardize", "min_max_scale"):  # fits reduce their axis list
         if case.hyper.get("training") is not True:
             return None
         return math.prod(shape[int(a) % len(shape)] for a in str(case.hyper["axis"]).split(","))

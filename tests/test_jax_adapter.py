@@ -134,6 +134,9 @@ CASES += (
     Case("standardize", "fit-ddof1-spatial", (2, 3, 4),
          {"training": True, "axis": "0,2", "ddof": 1, "eps": 1e-3,
           "eps_placement": "inside_sqrt", "zero_variance": "unit_scale"}),
+    Case("min_max_scale", "fit-range-nchw", (2, 3, 4),
+         {"training": True, "axis": "0,2", "range_min": -1.0, "range_max": 2.0,
+          "clip": True}),
 )
 CASES += (
     Case("global_response_norm", "nhwc", (2, 3, 2, 4), {"channel_axis": -1, "eps": 1e-6},
@@ -204,7 +207,7 @@ def test_every_method_and_dtype_is_supported_on_cpu(method: str, dtype: str) -> 
     assert support.supported, support.reason
     jnp_only = method in ("lp_norm", "local_response_norm", "mixed_eval_batch_norm")
     jnp_only = jnp_only or method == "global_response_norm"
-    jnp_only = jnp_only or method == "standardize"
+    jnp_only = jnp_only or method in ("standardize", "min_max_scale")
     jnp_only = jnp_only or method in ("adaptive_instance_norm", "conditional_instance_norm")
     # ghost_batch_norm: Flax's BatchNorm on a view of the batch, still a composition;
     # batch_renorm: jax.numpy in training, Flax's BatchNorm in evaluation

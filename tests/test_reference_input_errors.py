@@ -43,6 +43,8 @@ CALLS: dict[str, tuple[tuple[int, ...], dict[str, Any]]] = {
                              "zero_variance": "unit_scale"}),
     "global_response_norm": ((2, 3, 4), {"weight": np.ones(4), "bias": np.zeros(4),
                                          "channel_axis": -1, "eps": 1e-6}),
+    "min_max_scale": ((4, 3), {"training": True, "axis": [0], "range_min": 0.0,
+                               "range_max": 1.0, "clip": False}),
 }
 
 

@@ -51,6 +51,7 @@ from . import batch_renorm as _renorm
 from . import conditional_instance_norm as _cin
 from . import ghost_batch_norm as _ghost
 from . import global_response_norm as _grn
+from . import min_max_scale as _minmax
 from . import mixed_eval_batch_norm as _mixed
 from . import sequence_batch_norm as _seq
 from . import standardize as _standardize
@@ -376,5 +377,8 @@ TRANSLATIONS: Mapping[str, Translation] = {
                                _standardize.standardize, state=("mean", "var")),
     "global_response_norm": Translation("composed", _grn.API, ("x", "weight", "bias"),
                                         _grn.global_response_norm),
+    "min_max_scale": Translation("composed", _minmax.API, ("x",),
+                                 _minmax.min_max_scale,
+                                 state=("data_min", "data_max")),
 }
 """Every method the adapter runs, keyed by the reference's method name."""

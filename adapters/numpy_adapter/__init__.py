@@ -53,6 +53,7 @@ from ._ghost_batch_norm import GHOST_BATCH_NORM
 from ._global_response_norm import GLOBAL_RESPONSE_NORM
 from ._lp_norm import LP_NORM
 from ._lrn import LOCAL_RESPONSE_NORM
+from ._min_max_scale import MIN_MAX_SCALE
 from ._mixed_eval import MIXED_EVAL_BATCH_NORM
 from ._moments import GROUP_NORM, INSTANCE_NORM, LAYER_NORM, RMS_NORM
 from ._numerics import MethodImpl, Normalized, Numerics
@@ -80,6 +81,7 @@ METHODS: dict[str, MethodImpl] = {
     "adaptive_layer_norm": ADAPTIVE_LAYER_NORM,
     "standardize": STANDARDIZE,
     "global_response_norm": GLOBAL_RESPONSE_NORM,
+    "min_max_scale": MIN_MAX_SCALE,
 }
 """The methods this adapter implements."""
 

@@ -29,7 +29,7 @@ METHODS: tuple[str, ...] = ("batch_norm", "layer_norm", "rms_norm", "instance_no
                             "adaptive_instance_norm", "conditional_instance_norm",
                             "sync_batch_norm", "sequence_batch_norm", "standardize",
                             "adaptive_layer_norm",
-                            "global_response_norm")
+                            "global_response_norm", "min_max_scale")
 """Methods this adapter translates (all of :data:`normspec.reference.METHODS`)."""
 
 _API: dict[str, str] = {
@@ -72,12 +72,15 @@ _API: dict[str, str] = {
     "global_response_norm": "composed (PyTorch has no GRN operator): torch.linalg.vector_norm "
                             "over the spatial axes, the channel mean plus eps, the residual; see "
                             "adapters/torch_adapter/global_response_norm.py",
+    "min_max_scale": "composed (PyTorch has no fitted scaler): torch.amin and "
+                     "torch.amax (fit) or the given extremes (apply), torch.clamp "
+                     "under clip; see adapters/torch_adapter/min_max_scale.py",
 }
 _COMPOSED = frozenset({"adaptive_instance_norm", "conditional_instance_norm",
                        "ghost_batch_norm", "batch_renorm", "mixed_eval_batch_norm",
                        "batch_instance_norm", "sequence_batch_norm", "standardize",
                        "adaptive_layer_norm",
-                       "global_response_norm"})
+                       "global_response_norm", "min_max_scale"})
 """Methods PyTorch has no operator for: the result is composed from its primitives."""
 _LRN_HALF_CPU = (
     "; >= 4-d input runs through F.local_response_norm's 3-d path on the (N, C, spatial) view, "

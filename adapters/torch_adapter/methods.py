@@ -39,6 +39,7 @@ from . import batch_renorm as _renorm
 from . import conditional_instance_norm as _cin
 from . import ghost_batch_norm as _ghost
 from . import global_response_norm as _grn
+from . import min_max_scale as _minmax
 from . import mixed_eval_batch_norm as _mixed
 from . import sequence_batch_norm as _seq
 from . import standardize as _standardize
@@ -331,5 +332,7 @@ TRANSLATIONS: dict[str, Translation] = {
                                ("mean", "var")),
     "global_response_norm": Translation(("x", "weight", "bias"), (), _grn.API,
                                         _grn.global_response_norm),
+    "min_max_scale": Translation(("x",), (), _minmax.API, _minmax.min_max_scale,
+                                 ("data_min", "data_max")),
 }
 """Every method of :data:`normspec.reference.METHODS`, keyed by name."""

@@ -44,6 +44,9 @@ from . import (
     lrn_alpha_undivided,
     lrn_sliding_sum,
     lrn_window_onnx,
+    minmax_first_tie,
+    minmax_no_clip,
+    minmax_zero_range_nan,
     mixed_alpha_on_running,
     mixed_mixture_of_variances,
     nan_on_constant,
@@ -136,6 +139,10 @@ _MODULES = (
     grn_no_residual,
     grn_stats_constant,
     grn_nan_at_zero_norm,
+    # min_max_scale: the zero-range rule, the clip, the tie subgradient
+    minmax_zero_range_nan,
+    minmax_no_clip,
+    minmax_first_tie,
 )
 
 MUTANTS: dict[str, Adapter] = {module.MUTANT.name: module.MUTANT for module in _MODULES}
@@ -198,11 +205,14 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "mutant-cin-scatter-overwrite": ("conditional_instance_norm",),
     "mutant-scaler-ddof-swapped": ("standardize",),
     "mutant-scaler-eps-placement-swapped": ("standardize",),
-    "mutant-scaler-apply-refits": ("standardize",),
+    "mutant-scaler-apply-refits": ("standardize", "min_max_scale"),
     "mutant-grn-channel-sum": ("global_response_norm",),
     "mutant-grn-no-residual": ("global_response_norm",),
     "mutant-grn-stats-constant": ("global_response_norm",),
     "mutant-grn-nan-at-zero-norm": ("global_response_norm",),
+    "mutant-minmax-zero-range-nan": ("min_max_scale",),
+    "mutant-minmax-no-clip": ("min_max_scale",),
+    "mutant-minmax-first-tie": ("min_max_scale",),
 }
 """The methods each mutant's bug class lives in: it must be killed in every one of them, and
 the mutation score per method (docs/coverage.md) counts it there."""
