@@ -416,7 +416,9 @@ def _list(args: argparse.Namespace) -> int:
     table.add_column("method")
     table.add_column("description")
     for m in methods:
-        table.add_row(m, _method_line(m))
+        table.add_row(m, escape(_method_line(m)))
+    for m, why in reference.NOT_YET_SPECIFIED.items():
+        table.add_row(f"[dim]{m}[/]", f"[yellow]not yet specified:[/] {escape(why)}")
     out.print(table)
 
     specs = list(dict.fromkeys(args.adapter or registry.available()))
@@ -431,7 +433,7 @@ def _list(args: argparse.Namespace) -> int:
         target = registry.available().get(spec, spec)
         try:
             adapter = registry.load(spec)
-            versions = ", ".join(f"{k} {v}" for k, v in adapter.versions().items())
+            versions = escape(", ".join(f"{k} {v}" for k, v in adapter.versions().items()))
             devices = ", ".join(adapter.devices())
         except registry.AdapterLoadError as exc:
             raise _usage(exc) from None

@@ -52,4 +52,13 @@ def get(name: str) -> ModuleType:
     return importlib.import_module(f"{__name__}.{name}")
 
 
-__all__ = ["METHODS", "get"]
+# Methods the seed material names that have no reference module yet. `normspec list` shows them
+# so that the list is the whole scope of the spec, with what is missing said, not hidden.
+NOT_YET_SPECIFIED: dict[str, str] = {
+    "local_contrast_norm": "reference, oracle and numpy/torch/JAX compositions exist, "
+                           "unregistered: catalog, vectors, spec page and mutants are missing "
+                           "(issue 11)",
+    "spade": "spatially-adaptive normalization: not started (issue 11)",
+}
+
+__all__ = ["METHODS", "NOT_YET_SPECIFIED", "get"]

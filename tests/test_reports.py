@@ -15,6 +15,7 @@ from fakes.adapters import ReferenceAdapter
 from fakes.compare import strict_compare
 from fakes.signals import run_then_sigterm
 from fakes.vectors import build_vectors, case_names
+from normspec import reference
 from normspec.adapters import Support, registry
 from normspec.conformance import runner
 from normspec.conformance.cli import main
@@ -274,6 +275,20 @@ def test_list_shows_methods_adapters_and_support(monkeypatch: pytest.MonkeyPatch
     assert "composed" in out
     assert "unsupported: no float16 kernels in this fake (batch_norm float16, ...)" in out
     assert "unavailable: ImportError: deliberately missing dependency" in out
+
+
+def test_list_shows_every_method_of_the_scope_with_its_text_unmangled(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(registry, "_entry_points", lambda: {})
+    monkeypatch.setattr(reference, "NOT_YET_SPECIFIED", {"planned_norm": "why it [waits]"})
+    assert main(["list"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    for m in reference.METHODS:
+        assert m in out
+    # a description's square brackets are text, not console markup
+    assert "``[range_min, range_max]``" in out
+    assert "planned_norm" in out
+    assert "not yet specified: why it [waits]" in out
 
 
 def test_list_shows_forward_only_adapters_and_support_errors_with_their_type(
