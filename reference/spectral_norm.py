@@ -54,6 +54,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -156,24 +157,46 @@ def _setup(x: object, *, dim: object, mode: object, training: object,
                  order=order, eps=e, u=ua, v=va)
 
 
-def _normalize(a: FloatArray, eps: float) -> FloatArray:
-    """``a / max(||a||_2, eps)``, the norm from a correctly rounded sum of squares."""
-    norm = math.sqrt(math.fsum((a * a).tolist())) if np.isfinite(a).all() else float(
-        np.sqrt(np.sum(a * a)))
-    out: FloatArray = a / max(norm, eps)
-    return out
+def _exact_sum(terms: list[Fraction]) -> float:
+    """A sum of exact rationals, rounded once (``float(Fraction)`` rounds to nearest)."""
+    total = sum(terms, Fraction(0))
+    try:
+        return float(total)
+    except OverflowError:
+        return math.inf if total > 0 else -math.inf
 
 
 def _dot(a: FloatArray, b: FloatArray) -> float:
-    """The sum of the rounded elementwise products, correctly rounded (``math.fsum``)."""
+    """``sum(a * b)`` correctly rounded: products and sum exact, one rounding at the end.
+
+    The sums of spectral normalization cancel (``u^T M v`` for a state far from the singular
+    vectors), so a sum of rounded products could lose the ulps the spec promises.
+    """
     if not (np.isfinite(a).all() and np.isfinite(b).all()):
         return float(np.sum(a * b))
-    # the products carry 0.5 ulp each; the sum adds no further error, whatever the order
-    return math.fsum((a * b).tolist())
+    return _exact_sum([Fraction(p) * Fraction(q) for p, q in zip(a.tolist(), b.tolist(),
+                                                                 strict=True)])
 
 
 def _matvec(m: FloatArray, b: FloatArray) -> FloatArray:
     return np.array([_dot(row, b) for row in m], dtype=np.float64)
+
+
+def _bilinear(u: FloatArray, m: FloatArray, v: FloatArray) -> float:
+    """``u^T M v`` correctly rounded (one exact sum of the products ``u_i M_ij v_j``)."""
+    if not (np.isfinite(u).all() and np.isfinite(m).all() and np.isfinite(v).all()):
+        return float(u @ (m @ v))
+    fv = [Fraction(q) for q in v.tolist()]
+    return _exact_sum([Fraction(p) * Fraction(mij) * q
+                       for p, row in zip(u.tolist(), m.tolist(), strict=True)
+                       for mij, q in zip(row, fv, strict=True)])
+
+
+def _normalize(a: FloatArray, eps: float) -> FloatArray:
+    """``a / max(||a||_2, eps)``, the norm from a correctly rounded sum of squares."""
+    norm = math.sqrt(_dot(a, a)) if np.isfinite(a).all() else float(np.sqrt(np.sum(a * a)))
+    out: FloatArray = a / max(norm, eps)
+    return out
 
 
 def _power(c: _Call) -> tuple[FloatArray, FloatArray]:
@@ -217,9 +240,11 @@ def _exact(c: _Call) -> _Spectrum:
     scaled = np.ldexp(c.m, -k)
     uu, s, vt = np.linalg.svd(scaled, full_matrices=True)
     u1, v1 = uu[:, 0], vt[0]
-    # refine sigma: ||M v1|| is stationary in v1, so its error is second order in v1's; the
-    # correctly rounded products and sums make it accurate to about one ulp
-    sigma = math.ldexp(math.sqrt(math.fsum((_matvec(scaled, v1) ** 2).tolist())), k)
+    # refine sigma: ||M v1|| / ||v1|| is stationary in v1, so its error is second order in
+    # v1's (LAPACK's v1 is unit only to a few ulps: hence the division); correctly rounded
+    # products and sums make it accurate to about one ulp
+    mv = _matvec(scaled, v1)
+    sigma = math.ldexp(math.sqrt(_dot(mv, mv) / _dot(v1, v1)), k)
     h, w = c.m.shape
     return _Spectrum(sigma=sigma, u=u1, v=v1, full_u=uu, full_v=vt.T,
                      values=np.ldexp(np.concatenate([s, np.zeros(max(h, w) - s.size)]), k))
@@ -229,7 +254,7 @@ def _spectrum(c: _Call) -> _Spectrum:
     if c.mode == "exact":
         return _exact(c)
     u, v = _power(c)
-    return _Spectrum(sigma=_dot(u, _matvec(c.m, v)), u=u, v=v)
+    return _Spectrum(sigma=_bilinear(u, c.m, v), u=u, v=v)
 
 
 @ieee
@@ -294,7 +319,7 @@ def jvp(x: object, *, tangent: Mapping[str, object], dim: int, mode: str, traini
     t = directions("tangent", tangent, {"x": c.w})["x"]
     assert t is not None
     s = sp.sigma
-    ds = _dot(sp.u, _matvec(c.matrix(t), sp.v))
+    ds = _bilinear(sp.u, c.matrix(t), sp.v)
     out: FloatArray = t / s - c.w * (ds / (s * s))
     return out
 
@@ -344,7 +369,7 @@ def second_order(x: object, *, cotangent: object, tangent: Mapping[str, object],
     assert t is not None
     s = sp.sigma
     tm = c.matrix(t)
-    ds = _dot(sp.u, _matvec(tm, sp.v))
+    ds = _bilinear(sp.u, tm, sp.v)
     gw, gt = _dot(g.ravel(), c.w.ravel()), _dot(g.ravel(), t.ravel())
     p = np.outer(sp.u, sp.v)
     dvjp = -g * (ds / (s * s)) - c.tensor((gt / (s * s) - 2.0 * gw * ds / s**3) * p)
