@@ -1,4 +1,4 @@
-"""Weight normalization (Salimans and Kingma 2016): a weight as a magnitude g times a unit direction.
+"""Weight normalization (Salimans and Kingma 2016): a weight as magnitude g times a unit direction.
 
 The input is a weight tensor, not an activation: ``x`` is the direction parameter ``v``
 (PyTorch's ``weight_v`` / ``original1``, Flax's wrapped ``kernel``) and ``g`` is the magnitude.
@@ -186,7 +186,8 @@ def _tangents(s: _Slices, tangent: Mapping[str, object]) -> tuple[FloatArray, Fl
     t = directions("tangent", tangent,
                    {"x": _rows_to_x(s, s.x), "g": _per_slice(s, s.g)})
     tx, tg = t["x"], t["g"]
-    assert tx is not None and tg is not None
+    assert tx is not None
+    assert tg is not None
     return s.layout.to_rows(tx), tg.reshape(-1)
 
 

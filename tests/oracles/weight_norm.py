@@ -19,7 +19,8 @@ from . import DPS, ProofCase, mp_array, seeded
 def mp_forward(primals: dict[str, np.ndarray | None], hyper: dict[str, Any]
                ) -> dict[str, np.ndarray]:
     x, g = primals["x"], primals["g"]
-    assert x is not None and g is not None
+    assert x is not None
+    assert g is not None
     k = hyper["kept_axis"]
     with mpmath.workdps(DPS):
         eps = mpmath.mpf(hyper["eps"])
