@@ -42,6 +42,8 @@ def conformance(session: nox.Session) -> None:
         "--adapter", "numpy", "--adapter", "torch", "--adapter", "jax",
         "--adapter", "onnxruntime", "--adapter", "onnx-reference",
         "--device", "cpu",
+        # two workers per adapter: once the fast adapters finish, JAX's compiling uses every core
+        "--workers", "2",
         "--json", f"{REPORTS}/conformance.json",
         "--junit", f"{REPORTS}/conformance.xml",
         "--markdown", f"{REPORTS}/conformance.md",

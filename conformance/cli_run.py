@@ -69,6 +69,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                      help="run up to N adapters at the same time, each in its own worker "
                           "process (default: one per CPU core, at most one per adapter; 1 runs "
                           "them one after the other); the report is the same either way")
+    run.add_argument("--workers", type=_count, default=1, metavar="N",
+                     help="worker processes per adapter, taking its cases from one queue "
+                          "(default 1); more spreads a slow adapter, such as JAX compiling, "
+                          "over the cores; the report is the same either way")
     run.add_argument("--shard", type=_shard, default=(1, 1), metavar="K/N",
                      help="run only the K-th of N deterministic, balanced parts of the "
                           "selection (e.g. 2/3); join the parts' JSON reports with "
@@ -180,7 +184,7 @@ def _run_guarded(args: argparse.Namespace) -> int:
             exclude_cases=tuple(dict.fromkeys(args.exclude_case or ())),
             checks=tuple(c for c in CHECK_ORDER if c in (args.check or CHECK_ORDER)),
             timeout=args.timeout, startup_timeout=args.startup_timeout, vectors=args.vectors,
-            ledger_dir=args.ledger_dir, shard=args.shard,
+            ledger_dir=args.ledger_dir, shard=args.shard, workers=args.workers,
             jobs=args.jobs or min(len(specs), os.cpu_count() or 1))
         runner = Runner(config, argv=_command(config, args))
     except usage as exc:

@@ -37,6 +37,7 @@ from .isolation import Call, Foreign, Outcome, SupportInfo, Worker, WorkerInfo, 
 from .ledger import Ledger, load_ledger
 from .results import (
     CHECK_ORDER,
+    NOT_RUN,
     AdapterRecord,
     QuantityResult,
     Report,
@@ -88,7 +89,10 @@ class RunConfig:
     ledger_dir: Path | None = None
     """Where ``<adapter>.toml`` ledgers are looked up; None means the built-in ledgers."""
     jobs: int = 1
-    """How many adapters run at the same time (each waits on its own worker process)."""
+    """How many adapters run at the same time (each waits on its own worker processes)."""
+    workers: int = 1
+    """Worker processes per adapter. Each takes the adapter's next case from a shared queue,
+    so a slow adapter (JAX compiling) spreads over the cores the fast ones have left."""
     shard: tuple[int, int] = (1, 1)
     """``(K, N)``: run only the K-th of N deterministic, balanced parts of the selection."""
 
@@ -105,6 +109,9 @@ class PlannedCase:
     """Quantity name (``forward/y``, ``vjp/x``, ...) -> tolerance class."""
     skip_reason: str = ""
     """Why the vectors have no data for this case in this dtype (then every check skips)."""
+    not_applicable: Mapping[str, str] = field(default_factory=dict)
+    """Checks of ``checks`` the method declares not applicable (check -> reason): reported
+    as ``not_applicable`` without calling the adapter."""
 
 
 def check_of(quantity: str, tol_class: str) -> str:
@@ -150,6 +157,9 @@ def plan(manifest: Manifest, config: RunConfig) -> list[PlannedCase]:
     planned: list[PlannedCase] = []
     for method in methods:
         quantities = _case_quantities(manifest, method)
+        declared = manifest.not_applicable(method)
+        trajectories = {c["name"] for c in manifest.data["methods"][method]["cases"]
+                        if "trajectory" in c}
         for dtype in config.dtypes:
             if dtype not in manifest.dtypes(method):
                 continue
@@ -157,10 +167,15 @@ def plan(manifest: Manifest, config: RunConfig) -> list[PlannedCase]:
             for case, qs in quantities.items():
                 if not selected(case, config.cases, config.exclude_cases):
                     continue
-                checks = tuple(c for c in checks_of(qs) if c in config.checks)
+                # A check the method declares not applicable has no quantity, but it is
+                # planned all the same, so that every report shows it (with its reason).
+                na = {} if case in trajectories else {
+                    c: r for c, r in declared.items() if c in config.checks}
+                present = set(checks_of(qs)) | set(na)
+                checks = tuple(c for c in CHECK_ORDER if c in present and c in config.checks)
                 if checks:
                     planned.append(PlannedCase(method, dtype, case, checks, qs,
-                                               skipped.get(case, "")))
+                                               skipped.get(case, ""), na))
     if not planned:
         raise SelectionError(
             f"the selection matches no test (methods {list(methods)}, dtypes "
@@ -330,6 +345,18 @@ class AdapterSession:
 
     def run_case(self, planned: PlannedCase) -> list[Result]:
         """Results of every check of one planned case."""
+        if planned.not_applicable:
+            # Not applicable is the method's property, whatever the adapter: no call is made.
+            rest = replace(planned, checks=tuple(c for c in planned.checks
+                                                 if c not in planned.not_applicable),
+                           not_applicable={})
+            done = {r.check: r for r in self.run_case(rest)} if rest.checks else {}
+            kind = done[rest.checks[0]].kind if rest.checks else "native"
+            for check, reason in planned.not_applicable.items():
+                done[check] = self._result(
+                    planned, check, status="not_applicable", kind=kind,
+                    message=f"{check} is not applicable to {planned.method}: {reason}")
+            return [done[c] for c in planned.checks]
         support = self._support(planned.method, planned.dtype)
         if support.state != "supported" or planned.skip_reason:
             status = "error" if support.state == "error" else "skip"
@@ -647,7 +674,7 @@ def run_metadata(config: RunConfig, argv: Sequence[str], vectors: str) -> dict[s
         "interrupted": False, "argv": list(argv), "device": config.device,
         "timeout_s": config.timeout, "startup_timeout_s": config.startup_timeout,
         "vectors": vectors, "shard": {"index": config.shard[0], "count": config.shard[1]},
-        "jobs": config.jobs,
+        "jobs": config.jobs, "workers": config.workers,
         "selection": {"adapters": list(config.adapters), "methods": list(config.methods),
                       "dtypes": list(config.dtypes), "checks": list(config.checks),
                       "case": config.cases[0] if len(config.cases) == 1 else None,
@@ -688,20 +715,27 @@ class Runner:
         selected adapter has). A run in which no check executed is a failure too: it says so
         in ``meta.aborted``.
         """
-        sessions: list[AdapterSession] = []
+        groups: list[list[AdapterSession]] = []
         try:
             self.verify_vectors()
             methods = tuple(dict.fromkeys(p.method for p in self.plan))
             known = all_ids(self.manifest)
             for spec in self.config.adapters:
-                session = AdapterSession.open(spec, self.config, self.manifest, self.compare,
-                                              methods, known)
-                sessions.append(session)
-                self.report.adapters.append(session.record())
+                first = AdapterSession.open(spec, self.config, self.manifest, self.compare,
+                                            methods, known)
+                group = [first]
+                groups.append(group)
+                self.report.adapters.append(first.record())
+                # an adapter that failed to load answers every case with that error at once
+                extra = max(0, min(self.config.workers, len(self.plan)) - 1)
+                for _ in range(extra if first.info is not None else 0):
+                    group.append(AdapterSession.open(spec, self.config, self.manifest,
+                                                     self.compare, methods, known))
+            sessions = [g[0] for g in groups]
             self._check_unique_names(sessions)
             self._check_device(sessions)
-            self._run_sessions(sessions, on_result)
-            if self.report.results and all(r.status == "skip" for r in self.report.results):
+            self._run_sessions(groups, on_result)
+            if self.report.results and all(r.status in NOT_RUN for r in self.report.results):
                 self.report.meta["aborted"] = (
                     f"no check ran: all {len(self.report.results)} selected checks were "
                     f"skipped on device {self.config.device!r} (see the skip reasons)")
@@ -709,49 +743,57 @@ class Runner:
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 self.report.meta["interrupted"] = True
             else:
-                first = str(exc).strip().splitlines()
-                self.report.meta["aborted"] = (f"{type(exc).__name__}: "
-                                               f"{first[0] if first else ''}").rstrip(": ")
+                first_line = str(exc).strip().splitlines()
+                self.report.meta["aborted"] = (
+                    f"{type(exc).__name__}: {first_line[0] if first_line else ''}").rstrip(": ")
             raise
         finally:
-            for session in sessions:
-                session.close()
+            for group in groups:
+                for session in group:
+                    session.close()
             self.finish()
         return self.report
 
-    def _run_sessions(self, sessions: Sequence[AdapterSession],
+    def _run_sessions(self, groups: Sequence[Sequence[AdapterSession]],
                       on_result: Callable[[Result], None] | None) -> None:
         """Run the plan on every adapter: one after the other, or ``config.jobs`` adapters at a
-        time, each in a thread that waits on its own worker process. Results land in the report
-        in adapter order either way, so the report does not depend on the timing."""
-        jobs = max(1, min(self.config.jobs, len(sessions)))
-        if jobs == 1:
-            for session in sessions:
+        time. Each adapter's workers (``config.workers``) take its cases from one shared queue,
+        each in a thread that waits on its own worker process. Results land in the report in
+        adapter order and plan order, so the report does not depend on the timing."""
+        jobs = max(1, min(self.config.jobs, len(groups)))
+        if jobs == 1 and all(len(g) == 1 for g in groups):
+            for group in groups:
                 for planned in self.plan:
-                    for result in session.run_case(planned):
+                    for result in group[0].run_case(planned):
                         self.report.results.append(result)
                         if on_result is not None:
                             on_result(result)
             return
-        per: list[list[Result]] = [[] for _ in sessions]
+        per: list[list[list[Result]]] = [[[] for _ in self.plan] for _ in groups]
+        queues = [iter(range(len(self.plan))) for _ in groups]
         stop = threading.Event()
         lock = threading.Lock()
 
-        def work(i: int) -> None:
-            for planned in self.plan:
-                if stop.is_set():
+        def work(g: int, session: AdapterSession) -> None:
+            while not stop.is_set():
+                with lock:
+                    index = next(queues[g], None)
+                if index is None:
                     return
-                results = sessions[i].run_case(planned)
+                results = session.run_case(self.plan[index])
                 with lock:
                     if stop.is_set():  # results of a worker killed by the interrupt: dropped
                         return
-                    per[i].extend(results)
+                    per[g][index] = results
                     if on_result is not None:
                         for result in results:
                             on_result(result)
 
-        pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="normspec-adapter")
-        futures = [pool.submit(work, i) for i in range(len(sessions))]
+        # FIFO submission: the first `jobs` adapters' workers start first, the rest as they end
+        threads = sum(len(g) for g in groups[:jobs])
+        pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="normspec-adapter")
+        futures = [pool.submit(work, g, session)
+                   for g, group in enumerate(groups) for session in group]
         try:
             pending = set(futures)
             while pending:
@@ -761,13 +803,15 @@ class Runner:
                 future.result()
         except BaseException:
             stop.set()
-            for session in sessions:  # unblocks the threads waiting on their workers
-                session.close()
+            for group in groups:  # unblocks the threads waiting on their workers
+                for session in group:
+                    session.close()
             raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
             with lock:
-                self.report.results.extend(r for results in per for r in results)
+                self.report.results.extend(
+                    r for results in per for case_results in results for r in case_results)
 
     def _check_unique_names(self, sessions: Sequence[AdapterSession]) -> None:
         seen: dict[str, str] = {}

@@ -186,3 +186,24 @@ def test_adapters_run_concurrently_give_the_same_report(vectors: Path) -> None:
     serial, parallel = run(1), run(3)
     assert len(serial) > 0
     assert parallel == serial
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_workers_share_an_adapters_cases_and_give_the_same_report(
+        vectors: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, jobs: int) -> None:
+    def run(workers: int) -> list[dict[str, Any]]:
+        pids = tmp_path / f"pids-{workers}"
+        pids.mkdir()
+        monkeypatch.setenv("NORMSPEC_FAKE_PID_DIR", str(pids))
+        config = RunConfig(adapters=("fakes.adapters:PID_STAMPED", "fakes.adapters:OFF"),
+                           methods=("layer_norm",), dtypes=("float32", "float16"),
+                           vectors=str(vectors), jobs=jobs, workers=workers)
+        report = Runner(config, compare=strict_compare).run()
+        assert report.meta["workers"] == workers
+        assert len(list(pids.iterdir())) == workers  # every worker took cases
+        return [{k: v for k, v in r.to_dict({}).items() if k not in VOLATILE}
+                for r in report.results]
+
+    serial, shared = run(1), run(3)
+    assert len(serial) > 0
+    assert shared == serial

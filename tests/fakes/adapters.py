@@ -401,3 +401,20 @@ class NoRunningVar(ReferenceAdapter):
 OWN_STATE = OwnState()
 FAILING_STEP = FailingStep()
 NO_RUNNING_VAR = NoRunningVar()
+
+
+class PidStamped(ReferenceAdapter):
+    """The reference, leaving a file named after its worker's pid in $NORMSPEC_FAKE_PID_DIR on
+    every forward call, so a test can see how many worker processes shared the cases."""
+
+    name = "fake_pid_stamped"
+
+    def forward(self, method: str, inputs: Mapping[str, Any], hyper: Mapping[str, Any], *,
+                dtype: str, device: str) -> dict[str, Array]:
+        import os
+        from pathlib import Path
+        Path(os.environ["NORMSPEC_FAKE_PID_DIR"], str(os.getpid())).touch()
+        return super().forward(method, inputs, hyper, dtype=dtype, device=device)
+
+
+PID_STAMPED = PidStamped()
