@@ -72,7 +72,7 @@ class Ledger:
     def apply(self, result: Result) -> Result:
         """Return ``result`` with the ledger applied (fail/error -> xfail, pass -> xpass)."""
         entry = self.lookup(result.id, result.device)
-        if entry is None or result.status in ("skip", "xfail", "xpass"):
+        if entry is None or result.status in ("skip", "xfail", "xpass", "not_applicable"):
             return result
         note = f"{entry.reason} (evidence: {entry.evidence})"
         if result.status == "pass":

@@ -203,6 +203,9 @@ class ConformanceItem(pytest.Item):
             self.user_properties.append(("headroom", f"{result.headroom:.4g}"))
         if result.status == "skip":
             pytest.skip(result.message)
+        if result.status == "not_applicable":
+            # pytest has no such outcome: a skip whose reason says so (status property too).
+            pytest.skip(f"not applicable: {result.message}")
         if result.status in ("fail", "error"):
             raise ConformanceFailure(f"{result.status}: {result.message}")
 

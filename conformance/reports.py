@@ -26,7 +26,9 @@ from rich.table import Table
 from .results import Report, Result, counts, worst_headroom
 
 SCHEMA_NAME = "report.schema.json"
-_SUMMARY_STATUSES = ("pass", "fail", "xfail", "xpass", "error", "skip")
+_SUMMARY_STATUSES = ("pass", "fail", "xfail", "xpass", "error", "skip", "not_applicable")
+_HEADINGS = {"not_applicable": "n/a"}
+"""Column headings where the status name is too long for a table."""
 
 
 # JSON -----------------------------------------------------------------------------------------
@@ -119,7 +121,10 @@ def junit_tree(report: Report) -> ET.ElementTree[ET.Element[str]]:
     """The JUnit XML tree: one ``testsuite`` per adapter and device, one ``testcase`` per id.
 
     Mapping of statuses (as pytest's junitxml does it): fail and xpass -> ``failure``,
-    error -> ``error``, skip and xfail -> ``skipped``.
+    error -> ``error``, skip and xfail -> ``skipped``; JUnit has no "not applicable", so a
+    check the method declares not applicable is ``skipped`` of type
+    ``normspec.not_applicable`` with its reason, and the ``testcase`` carries a
+    ``status`` property with the status itself.
     """
     root = ET.Element("testsuites", name="normspec")
     suites: dict[tuple[str, str], list[Result]] = {}
@@ -129,14 +134,14 @@ def junit_tree(report: Report) -> ET.ElementTree[ET.Element[str]]:
     root.set("tests", str(len(report.results)))
     root.set("failures", str(total["fail"] + total["xpass"]))
     root.set("errors", str(total["error"]))
-    root.set("skipped", str(total["skip"] + total["xfail"]))
+    root.set("skipped", str(total["skip"] + total["xfail"] + total["not_applicable"]))
     root.set("time", f"{float(report.meta.get('wall_time_s', 0.0)):.3f}")
     for (adapter, device), results in suites.items():
         c = counts(results)
         suite = ET.SubElement(root, "testsuite", {
             "name": f"normspec.{adapter}.{device}", "tests": str(len(results)),
             "failures": str(c["fail"] + c["xpass"]), "errors": str(c["error"]),
-            "skipped": str(c["skip"] + c["xfail"]),
+            "skipped": str(c["skip"] + c["xfail"] + c["not_applicable"]),
             "time": f"{sum(r.duration_s for r in results):.3f}",
             "timestamp": str(report.meta.get("started", "")),
             "hostname": str(report.meta.get("hostname", "")),
@@ -157,6 +162,11 @@ def junit_tree(report: Report) -> ET.ElementTree[ET.Element[str]]:
             elif r.status in ("skip", "xfail"):
                 ET.SubElement(case, "skipped", message=first,
                               type="normspec.xfail" if r.status == "xfail" else "normspec.skip")
+            elif r.status == "not_applicable":
+                ET.SubElement(case, "skipped", message=first,
+                              type="normspec.not_applicable").text = text
+                ET.SubElement(ET.SubElement(case, "properties"), "property", name="status",
+                              value=r.status)
     return ET.ElementTree(root)
 
 
@@ -194,7 +204,8 @@ def markdown(report: Report, max_details: int = 50) -> str:
         if a.load_error:
             lines += ["The adapter failed to load:", "", "```", a.load_error, "```"]
             continue
-        lines.append("| method | dtype | device | " + " | ".join(_SUMMARY_STATUSES)
+        lines.append("| method | dtype | device | "
+                     + " | ".join(_HEADINGS.get(s, s) for s in _SUMMARY_STATUSES)
                      + " | worst headroom |")
         lines.append("|---|---|---|" + "---:|" * (len(_SUMMARY_STATUSES) + 1))
         for (adapter, device, method, dtype), results in groups(report.results):
@@ -228,12 +239,36 @@ def markdown(report: Report, max_details: int = 50) -> str:
             lines += ["", f"<details><summary>{name}: {len(rs)} skipped: "
                           f"{_html(reason[:120])}</summary>", "", "```", ids, "```", "",
                       "</details>"]
+    lines += _not_applicable_markdown(report.results)
     xfails = [r for r in report.results if r.status == "xfail"]
     if xfails:
         lines += ["", f"## Expected failures (ledger, {len(xfails)})", "",
                   "| adapter | test id | reason |", "|---|---|---|"]
         lines += [f"| {r.adapter} | `{r.id}` | {_md_cell(r.ledger)} |" for r in xfails]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def not_applicable_groups(results: Iterable[Result]) -> dict[tuple[str, str, str], int]:
+    """(adapter, method, reason message) -> how many checks were not applicable, in
+    first-seen order."""
+    out: dict[tuple[str, str, str], int] = {}
+    for r in results:
+        if r.status == "not_applicable":
+            key = (r.adapter, r.method, r.message.strip() or "(no reason given)")
+            out[key] = out.get(key, 0) + 1
+    return out
+
+
+def _not_applicable_markdown(results: Iterable[Result]) -> list[str]:
+    found = not_applicable_groups(results)
+    if not found:
+        return []
+    lines = ["", f"## Not applicable ({sum(found.values())})", "",
+             "Checks that the method's definition has no quantity for; neither passed nor "
+             "skipped.", "", "| adapter | method | checks | reason |", "|---|---|---:|---|"]
+    lines += [f"| {adapter} | {method} | {n} | {_md_cell(reason)} |"
+              for (adapter, method, reason), n in found.items()]
+    return lines
 
 
 def _html(text: str) -> str:
@@ -255,9 +290,9 @@ def summary_table(report: Report) -> Table:
     for col in ("adapter", "device", "method", "dtype"):
         table.add_column(col)
     styles = {"pass": "green", "fail": "red", "xfail": "yellow", "xpass": "red",
-              "error": "red", "skip": "dim"}
+              "error": "red", "skip": "dim", "not_applicable": "blue"}
     for s in _SUMMARY_STATUSES:
-        table.add_column(s, justify="right", style=styles[s])
+        table.add_column(_HEADINGS.get(s, s), justify="right", style=styles[s])
     table.add_column("worst headroom", justify="right")
     for (adapter, device, method, dtype), results in groups(report.results):
         c = counts(results)
@@ -316,12 +351,16 @@ def print_summary(report: Report, console: Console, max_failures: int = 20) -> N
             console.print(a.load_error, markup=False, highlight=False)
     if report.results:
         console.print(summary_table(report))
+    for (adapter, method, reason), n in not_applicable_groups(report.results).items():
+        console.print(f"[blue]NOT APPLICABLE[/] {escape(adapter)} {escape(method)}: {n} "
+                      f"checks: {escape(reason)}", highlight=False)
     c = counts(report.results)
     verdict = "[bold red]FAILED[/]" if report.failed else "[bold green]PASSED[/]"
     console.print(f"{verdict} " + ", ".join(f"{c[s]} {s}" for s in _SUMMARY_STATUSES)
                   + f" in {float(report.meta.get('wall_time_s', 0.0)):.1f} s")
 
 
-__all__ = ["SCHEMA_NAME", "groups", "headroom_cell", "junit_tree", "markdown", "print_durations",
-           "print_summary", "report_schema", "slowest_cases", "summary_table", "validate_report",
-           "write_atomic", "write_json", "write_junit", "write_markdown"]
+__all__ = ["SCHEMA_NAME", "groups", "headroom_cell", "junit_tree", "markdown",
+           "not_applicable_groups", "print_durations", "print_summary", "report_schema",
+           "slowest_cases", "summary_table", "validate_report", "write_atomic", "write_json",
+           "write_junit", "write_markdown"]

@@ -13,16 +13,22 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Status = Literal["pass", "fail", "error", "skip", "xfail", "xpass"]
-STATUSES: tuple[Status, ...] = ("pass", "fail", "error", "skip", "xfail", "xpass")
+Status = Literal["pass", "fail", "error", "skip", "xfail", "xpass", "not_applicable"]
+STATUSES: tuple[Status, ...] = ("pass", "fail", "error", "skip", "xfail", "xpass",
+                                "not_applicable")
 FAILING: frozenset[str] = frozenset({"fail", "error", "xpass"})
 """Statuses that make a run (and its exit status) fail."""
+
+NOT_RUN: frozenset[str] = frozenset({"skip", "not_applicable"})
+"""Statuses of a check that ran nothing: ``skip`` (the adapter or the vectors could not run
+it) and ``not_applicable`` (the method's definition has no such quantity: its reference
+module's ``NOT_APPLICABLE`` says why, and the vectors hold none). Neither is a pass."""
 
 CHECK_ORDER: tuple[str, ...] = ("forward", "state", "vjp", "jvp", "second_order")
 """Every check, in the order a case runs them. ``state`` is the updated running statistics
 returned by the forward call of a stateful method."""
 
-REPORT_FORMAT = "normspec-report/1.1"
+REPORT_FORMAT = "normspec-report/1.2"
 
 
 def make_id(method: str, case: str, dtype: str, check: str) -> str:
@@ -105,7 +111,7 @@ def quantity_from_dict(d: Mapping[str, Any]) -> QuantityResult:
 
 
 def result_from_dict(d: Mapping[str, Any]) -> Result:
-    """The :class:`Result` of one JSON result object (format 1.0 or 1.1)."""
+    """The :class:`Result` of one JSON result object (format 1.0 to 1.2)."""
     return Result(
         adapter=d["adapter"], device=d["device"], method=d["method"], case=d["case"],
         dtype=d["dtype"], check=d["check"], status=d["status"], kind=d["kind"],
@@ -204,11 +210,11 @@ def worst_headroom(results: Iterable[Result]) -> float | None:
 
     It never looks better than the worst result: a result that failed, errored or was an
     expected failure without a measured headroom above 1 (a NaN pattern mismatch, an invalid
-    value, a crash) counts as ``inf``. Skips have no headroom.
+    value, a crash) counts as ``inf``. Skips and checks not applicable have no headroom.
     """
     worst: float | None = None
     for r in results:
-        if r.status == "skip":
+        if r.status in NOT_RUN:
             continue
         value = r.headroom if r.headroom is not None and not math.isnan(r.headroom) else None
         if r.status in ("fail", "error", "xfail") and (value is None or value <= 1.0):
@@ -257,7 +263,7 @@ class Report:
                 "results": [r.to_dict(self.versions_of(r.adapter)) for r in self.results]}
 
 
-__all__ = ["CHECK_ORDER", "FAILING", "QUANTITY_ORDER", "REPORT_FORMAT", "STATUSES",
+__all__ = ["CHECK_ORDER", "FAILING", "NOT_RUN", "QUANTITY_ORDER", "REPORT_FORMAT", "STATUSES",
            "AdapterRecord", "QuantityResult", "QuantityStatus", "Report", "Result", "Status",
            "adapter_from_dict", "counts", "make_id", "quantity_from_dict", "result_from_dict",
            "worst_headroom", "worst_status"]

@@ -57,9 +57,9 @@ def test_passing_run_exits_0_with_valid_reports(vectors: Path, tmp_path: Path,
     assert _cli(vectors, "fakes.adapters:REFERENCE", tmp_path) == 0
     doc = _json(tmp_path)
     validate_report(doc)
-    assert doc["format"] == "normspec-report/1.1"
+    assert doc["format"] == "normspec-report/1.2"
     assert doc["summary"] == {"pass": 4, "fail": 0, "error": 0, "skip": 0, "xfail": 0,
-                              "xpass": 0, "total": 4, "ok": True}
+                              "xpass": 0, "not_applicable": 0, "total": 4, "ok": True}
     first = doc["results"][0]
     assert first["id"] == f"layer_norm[{_first(vectors)}]-float32-forward"
     assert first["versions"] == {"numpy": first["versions"]["numpy"], "fake": "1"}
@@ -70,8 +70,9 @@ def test_passing_run_exits_0_with_valid_reports(vectors: Path, tmp_path: Path,
     assert suites.get("tests") == "4"
     assert suites.get("failures") == "0"
     md = (tmp_path / "r.md").read_text()
-    assert "| method | dtype | device | pass | fail | xfail | xpass | error | skip |" in md
-    assert "| layer_norm | float32 | cpu | 4 | 0 | 0 | 0 | 0 | 0 |" in md
+    assert ("| method | dtype | device | pass | fail | xfail | xpass | error | skip | n/a |"
+            in md)
+    assert "| layer_norm | float32 | cpu | 4 | 0 | 0 | 0 | 0 | 0 | 0 |" in md
     out = capsys.readouterr().out
     assert "normspec conformance summary" in out
     assert "PASSED" in out

@@ -48,6 +48,29 @@ def takes_counter(module: ModuleType) -> bool:
     return bool(state_inputs(module)) and COUNTER in params
 
 
+NOT_APPLICABLE_CHECKS: tuple[str, ...] = ("vjp", "jvp", "second_order")
+"""The checks a method may declare not applicable (the forward pass always applies)."""
+
+
+def not_applicable(module: ModuleType) -> dict[str, str]:
+    """Checks the method's definition has no quantity for (its ``NOT_APPLICABLE``: check ->
+    reason), e.g. the JVP of a method defined by its backward pass. Only these checks may be
+    absent from a case's vectors; a run reports them as ``not_applicable`` with the reason."""
+    raw = getattr(module, "NOT_APPLICABLE", {})
+    name = getattr(module, "__name__", "?")
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"{name}.NOT_APPLICABLE: got {type(raw).__name__}, expected a dict "
+                         f"check -> reason")
+    for check, reason in raw.items():
+        if check not in NOT_APPLICABLE_CHECKS:
+            raise ValueError(f"{name}.NOT_APPLICABLE: check {check!r}, expected names from "
+                             f"{list(NOT_APPLICABLE_CHECKS)}")
+        if not isinstance(reason, str) or not reason.strip():
+            raise ValueError(f"{name}.NOT_APPLICABLE[{check!r}]: got {reason!r}, expected a "
+                             f"non-empty reason")
+    return {c: str(raw[c]).strip() for c in NOT_APPLICABLE_CHECKS if c in raw}
+
+
 def keyword_inputs(module: ModuleType) -> frozenset[str]:
     """Keyword parameters of ``forward`` that are inputs (state, counter, constants), not
     hyperparameters."""

@@ -19,7 +19,7 @@ import ml_dtypes
 import numpy as np
 import numpy.typing as npt
 
-from .catalog import CaseSpec, Catalog, catalog_methods, load_catalog
+from .catalog import CaseSpec, Catalog, catalog_methods, load_catalog, not_applicable
 from .sampling import HUGE, LITERAL_KINDS, NONFINITE_KINDS, TINY, Sample, draw, draw_literal
 from .storage import (
     DTYPES,
@@ -86,8 +86,8 @@ def draw_case(case: CaseSpec) -> Drawn:
         batches = {s.label: draw(s.dist, rng, s.shape, f"{where}: {s.label}: inputs.x")
                    for s in case.steps}
         return Drawn(samples=samples, cotangent=np.zeros(0), tangents={}, batches=batches)
-    # Every method here maps x to a y of x's shape; build() verifies it.
-    cotangent = rng.standard_normal(case.shape)
+    # y has x's shape unless the method says otherwise (qk_norm's logits); build() verifies it.
+    cotangent = rng.standard_normal(output_shape(case))
     tangents = {p: rng.standard_normal(case.shapes[p]) for p in case.present}
     return Drawn(samples=samples, cotangent=cotangent, tangents=tangents)
 
@@ -154,22 +154,32 @@ def _reference(case: CaseSpec, dtype: str, values: Mapping[str, npt.NDArray[Any]
     args = [values.get(p) for p in case.primals]
     kw: dict[str, Any] = _keywords(case, values)
     kw.update(case.hyper)
+    # A check the method declares not applicable has no quantity: nothing is computed or stored.
+    skip = not_applicable(module)
     try:
         # NaN/Inf cases are meant to produce IEEE warnings; the results are checked below.
         with np.errstate(all="ignore"):
             fwd = module.forward(*args, **kw)
-            vjp = module.vjp(*args, cotangent=g, **kw)
-            jvp = module.jvp(*args, tangent=dict(t), **kw)
-            so = module.second_order(*args, cotangent=g, tangent=dict(t), **kw)
+            vjp = {} if "vjp" in skip else module.vjp(*args, cotangent=g, **kw)
+            jvp = None if "jvp" in skip else module.jvp(*args, tangent=dict(t), **kw)
+            so = {} if "second_order" in skip else module.second_order(
+                *args, cotangent=g, tangent=dict(t), **kw)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{case.source}: case {case.name!r} ({dtype}): the reference "
                          f"rejects it: {exc}") from exc
     out = {f"forward/{k}": v for k, v in fwd.items()}
     out.update({f"vjp/{k}": v for k, v in vjp.items()})
-    out["jvp"] = jvp
+    if jvp is not None:
+        out["jvp"] = jvp
     out.update({f"second_order/{k}": v for k, v in so.items()})
-    _check_outputs(case, out, case.shape)
+    _check_outputs(case, out, output_shape(case))
     return out
+
+
+def output_shape(case: CaseSpec) -> tuple[int, ...]:
+    """The shape of ``y`` (and of the cotangent): x's, or the reference's ``output_shape``."""
+    hook = getattr(reference_module(case.method), "output_shape", None)
+    return case.shape if hook is None else tuple(hook(case.shape, case.hyper))
 
 
 def _check_outputs(case: CaseSpec, out: Mapping[str, object], shape: tuple[int, ...],
@@ -182,7 +192,7 @@ def _check_outputs(case: CaseSpec, out: Mapping[str, object], shape: tuple[int, 
     assert isinstance(y, np.ndarray)
     if y.shape != shape:
         raise ValueError(f"reference {case.method}: y of case {case.name!r} has shape "
-                         f"{y.shape}, expected x's shape {shape}")
+                         f"{y.shape}, expected {shape}")
 
 
 def _trajectory(case: CaseSpec, dtype: str, values: Mapping[str, npt.NDArray[Any]],
@@ -345,6 +355,9 @@ def build_method(catalog: Catalog, dtypes: Sequence[str] = DTYPES) -> MethodVect
         "cases": [_case_entry(c, quantities[c.name]) for c in catalog.cases],
         "dtypes": dtype_entries,
     }
+    declared = not_applicable(reference_module(catalog.method))
+    if declared:
+        out.entry["not_applicable"] = declared
     return out
 
 

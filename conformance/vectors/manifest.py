@@ -124,6 +124,7 @@ def validate(data: object, source: str, digest: str | None = None) -> None:
                                     f"reference, expected names from {list(methods)}")
         _check_hyper(source, method, entry["cases"])
         _check_shape_of_cases(source, method, entry["cases"])
+        _check_checks(source, method, entry)
         names = [c["name"] for c in entry["cases"]]
         if len(set(names)) != len(names):
             raise VectorFormatError(f"{source}: methods/{method}: duplicate case names")
@@ -138,6 +139,31 @@ def validate(data: object, source: str, digest: str | None = None) -> None:
                     f"{sorted(covered)}, expected each of {sorted(names)} exactly once")
     if digest is not None:
         _VALID_DIGESTS.add(digest)
+
+
+_DIFFERENTIATED = ("forward", "vjp", "jvp", "second_order")
+
+
+def _check_checks(source: str, method: str, entry: Mapping[str, Any]) -> None:
+    """Each case that is not a trajectory holds every check of :data:`_DIFFERENTIATED`
+    except those the method declares not applicable, and none of those: a check is never
+    silently absent, and one declared not applicable is never also compared."""
+    declared = entry.get("not_applicable", {})
+    for case in entry["cases"]:
+        if "trajectory" in case:
+            continue  # a trajectory holds forward (and state) quantities only (FORMAT.md 2.2)
+        heads = {q.split("/", 1)[0] for q in case["quantities"]}
+        bad = sorted(heads & set(declared))
+        if bad:
+            raise VectorFormatError(
+                f"{source}: methods/{method}: case {case['name']!r} holds {bad[0]} quantities, "
+                f"but the method declares {bad[0]} not applicable ({declared[bad[0]]})")
+        missing = [c for c in _DIFFERENTIATED if c not in heads and c not in declared]
+        if missing:
+            raise VectorFormatError(
+                f"{source}: methods/{method}: case {case['name']!r} has no {missing[0]} "
+                f"quantity, and the method does not declare {missing[0]} not applicable "
+                f"(NOT_APPLICABLE in its reference module)")
 
 
 def _check_hyper(source: str, method: str, cases: Sequence[Mapping[str, Any]]) -> None:
@@ -360,6 +386,10 @@ class Manifest:
         """Cases with vectors in ``dtype``, in catalog order."""
         return tuple(r["name"] for r in self._dtype(method, dtype)["cases"])
 
+    def not_applicable(self, method: str) -> dict[str, str]:
+        """Checks ``method`` declares not applicable: check -> reason (empty for most)."""
+        return dict(self._method(method).get("not_applicable", {}))
+
     def skipped(self, method: str, dtype: str) -> tuple[tuple[str, str], ...]:
         """``(case, reason)`` for each case without vectors in ``dtype``."""
         return tuple((s["name"], s["reason"]) for s in self._dtype(method, dtype)["skipped"])
@@ -436,7 +466,9 @@ class Manifest:
             description=spec["description"], hyper=_frozen(spec["hyper"]),
             primals=tuple(self._method(method)["primals"]), present=tuple(spec["present"]),
             inputs=_frozen(inputs),
-            cotangent=np.zeros(0) if steps else get("cotangent", storage, x_shape),
+            cotangent=np.zeros(0) if steps else get(
+                "cotangent", storage,
+                expected["forward/y"].shape if "forward/y" in expected else x_shape),
             tangent=_frozen({n: get(f"tangent/{n}", storage, spec["inputs"][n]["shape"])
                              for n in spec["tangents"]}),
             expected=_frozen(expected),
