@@ -287,6 +287,30 @@ def _lp_term_magnitude(case: CaseLike, check: str) -> float:
     return 0.0
 
 
+def _l2_scale_term_magnitude(case: CaseLike, check: str, quantity: str) -> float:
+    """fix_norm, scale_norm and unit_norm are lp_norm (p = 2) times a scalar w (1 for
+    unit_norm): the x parts carry lp_norm's terms times |w| (plus t_w |u| or t_w |g|/norm
+    from the scalar's tangent); w's gradient sums terms g u with |u| <= 1, and its second
+    order terms g u' with |u'| <= |t_x| / max(norm, eps)."""
+    norm = _forward(case).get("norm")
+    if norm is None:
+        return 0.0
+    with np.errstate(all="ignore"):
+        inv = _finite_max(1.0 / np.maximum(norm, float(case.hyper["eps"])))
+    w = _finite_max(case.inputs.get("weight")) if "weight" in case.inputs else 1.0
+    tw = _finite_max(case.tangent.get("weight"))
+    g, tx = _finite_max(case.cotangent), _finite_max(case.tangent.get("x"))
+    if quantity == "weight":
+        return g if check == "vjp" else g * tx * inv
+    if check == "vjp":
+        return w * inv * g
+    if check == "jvp":
+        return w * inv * tx + tw
+    if check == "second_order":
+        return w * inv * inv * g * tx + tw * inv * g
+    return 0.0
+
+
 def _lrn_term_magnitude(case: CaseLike, check: str) -> float:
     """local_response_norm's first derivatives are g p - (2 alpha/n) beta x A^T(g x q): with
     p = scale^(-beta) and (alpha/n) x^2 <= scale, each term is at most |g| p (1 + 2 |beta|)."""
@@ -385,6 +409,8 @@ def scale(case: CaseLike, check: str, quantity: str, expected: Array,
         r = max(r, _lp_term_magnitude(case, check))
     elif case.method == "local_response_norm":
         r = max(r, _lrn_term_magnitude(case, check))
+    elif case.method in ("fix_norm", "scale_norm", "unit_norm"):
+        r = max(r, _l2_scale_term_magnitude(case, check, quantity))
     if r == 0.0:
         # an exactly-zero expected tensor (e.g. the second order of a bias): measure against the
         # largest quantity of the same check, so rounding noise is tolerated but a wrong value
