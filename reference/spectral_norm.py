@@ -305,8 +305,8 @@ def vjp(x: object, *, cotangent: object, dim: int, mode: str, training: bool,
     """``dW = g / sigma - <g, W> / sigma^2 P`` with ``P = u v^T`` reshaped to ``W``'s layout."""
     c, sp = _prepare(x, _hyper(dim, mode, training, n_power_iterations, update_order, eps, u, v))
     g = cotangent_like(cotangent, c.w.shape)
-    s = sp.sigma
-    coef = _dot(g.ravel(), c.w.ravel()) / (s * s)
+    s = np.float64(sp.sigma)  # IEEE division: 0 / 0 is NaN, not a Python error
+    coef = np.float64(_dot(g.ravel(), c.w.ravel())) / (s * s)
     return {"x": g / s - coef * c.tensor(np.outer(sp.u, sp.v))}
 
 
@@ -318,8 +318,8 @@ def jvp(x: object, *, tangent: Mapping[str, object], dim: int, mode: str, traini
     c, sp = _prepare(x, _hyper(dim, mode, training, n_power_iterations, update_order, eps, u, v))
     t = directions("tangent", tangent, {"x": c.w})["x"]
     assert t is not None
-    s = sp.sigma
-    ds = _bilinear(sp.u, c.matrix(t), sp.v)
+    s = np.float64(sp.sigma)  # IEEE division: 0 / 0 is NaN, not a Python error
+    ds = np.float64(_bilinear(sp.u, c.matrix(t), sp.v))
     out: FloatArray = t / s - c.w * (ds / (s * s))
     return out
 
@@ -367,12 +367,12 @@ def second_order(x: object, *, cotangent: object, tangent: Mapping[str, object],
     g = cotangent_like(cotangent, c.w.shape)
     t = directions("tangent", tangent, {"x": c.w})["x"]
     assert t is not None
-    s = sp.sigma
+    s = np.float64(sp.sigma)  # IEEE division: 0 / 0 is NaN, not a Python error
     tm = c.matrix(t)
-    ds = _bilinear(sp.u, tm, sp.v)
-    gw, gt = _dot(g.ravel(), c.w.ravel()), _dot(g.ravel(), t.ravel())
+    ds = np.float64(_bilinear(sp.u, tm, sp.v))
+    gw, gt = np.float64(_dot(g.ravel(), c.w.ravel())), np.float64(_dot(g.ravel(), t.ravel()))
     p = np.outer(sp.u, sp.v)
     dvjp = -g * (ds / (s * s)) - c.tensor((gt / (s * s) - 2.0 * gw * ds / s**3) * p)
-    if c.mode == "exact":
+    if c.mode == "exact" and sp.full_u is not None:  # W = 0 or non-finite: NaN already
         dvjp = dvjp - c.tensor(gw / (s * s) * _dp(c, sp, tm))
     return {"x": dvjp}
