@@ -311,6 +311,28 @@ def _l2_scale_term_magnitude(case: CaseLike, check: str, quantity: str) -> float
     return 0.0
 
 
+def _weight_norm_term_magnitude(case: CaseLike, check: str, quantity: str) -> float:
+    """weight_norm's x parts carry |g| r per order (r = 1/sqrt(norm^2 + eps)) and cancel where
+    a slice is nearly one element (w_bar - u <w_bar, u> with |u| ~ 1); g's gradient sums terms
+    w_bar u with |u| <= 1, and its second order terms w_bar u' with |u'| <= r |t_x|."""
+    norm = _forward(case).get("norm")
+    if norm is None:
+        return 0.0
+    with np.errstate(all="ignore"):
+        r = _finite_max(1.0 / np.sqrt(norm * norm + float(case.hyper["eps"])))
+    w, tw = _finite_max(case.inputs.get("g")), _finite_max(case.tangent.get("g"))
+    g, tx = _finite_max(case.cotangent), _finite_max(case.tangent.get("x"))
+    if quantity == "g":
+        return g if check == "vjp" else g * tx * r
+    if check == "vjp":
+        return w * r * g
+    if check == "jvp":
+        return w * r * tx + tw
+    if check == "second_order":
+        return w * r * r * g * tx + tw * r * g
+    return 0.0
+
+
 def _lrn_term_magnitude(case: CaseLike, check: str) -> float:
     """local_response_norm's first derivatives are g p - (2 alpha/n) beta x A^T(g x q): with
     p = scale^(-beta) and (alpha/n) x^2 <= scale, each term is at most |g| p (1 + 2 |beta|)."""
@@ -411,6 +433,8 @@ def scale(case: CaseLike, check: str, quantity: str, expected: Array,
         r = max(r, _lrn_term_magnitude(case, check))
     elif case.method in ("fix_norm", "scale_norm", "unit_norm"):
         r = max(r, _l2_scale_term_magnitude(case, check, quantity))
+    elif case.method == "weight_norm":
+        r = max(r, _weight_norm_term_magnitude(case, check, quantity))
     if r == 0.0:
         # an exactly-zero expected tensor (e.g. the second order of a bias): measure against the
         # largest quantity of the same check, so rounding noise is tolerated but a wrong value
