@@ -893,7 +893,10 @@ COVERAGE: Mapping[str, tuple[Row, ...]] = {
     "rms_norm": (
         _SEVERAL_AXES, Row("1-d input", "the whole input is one set",
                            lambda s: len(s.spec.shape) == 1),
-        *_SIZE_ROWS, _AFFINE_ROWS[1], _AFFINE_ROWS[3], *_EPS_ROWS, *_DIST_ROWS,
+        *_SIZE_ROWS, *_AFFINE_ROWS,
+        Row("bias over several axes", "the bias gradient sums over every leading axis",
+            both(primals("weight", "bias"), lambda s: len(s.spec.shape) >= 3)),
+        *_EPS_ROWS, *_DIST_ROWS,
     ),
     "adaptive_instance_norm": (
         Row("unbiased estimator", "var/(n-1) on both inputs, the paper's code",

@@ -261,8 +261,9 @@ class JaxAdapter:
         base = self.support(method, dtype, device)
         if not base.supported:
             return base
-        state = frozenset(k for k in TRANSLATIONS[method].state if inputs.get(k) is not None)
-        why = TRANSLATIONS[method].composed_when(hyper, state)
+        t = TRANSLATIONS[method]
+        present = frozenset(k for k in (*t.state, *t.primals) if inputs.get(k) is not None)
+        why = t.composed_when(hyper, present)
         return base if why is None else Support(True, kind="composed", reason=why)
 
     def forward(self, method: str, inputs: Mapping[str, Array | None], hyper: Mapping[str, Any],

@@ -82,8 +82,8 @@ class Translation:
     """Non-differentiable inputs (running statistics)."""
     composed_when: Callable[[Mapping[str, Any], frozenset[str]], str | None] = field(
         default=_always_as_declared)
-    """``(hyper, state inputs present) ->`` why that case is ``composed`` although the method
-    is native, or None when it runs as :attr:`kind` says."""
+    """``(hyper, inputs present: state and primals) ->`` why that case is ``composed``
+    although the method is native, or None when it runs as :attr:`kind` says."""
     constants: tuple[str, ...] = ()
     """Integer and boolean inputs (a padding mask): arrays of their own dtype, next to ``state``."""
 
@@ -131,7 +131,11 @@ def layer_norm(dt: Any, *, axis: int, eps: float) -> Fn:
 
 
 def rms_norm(dt: Any, *, axis: int, eps: float) -> Fn:
-    """``flax.linen.RMSNorm`` over ``axis..ndim-1`` (no bias in Flax or in the spec)."""
+    """``flax.linen.RMSNorm`` over ``axis..ndim-1``, then ``+ bias`` when one is given.
+
+    Flax's RMSNorm (linen and nnx, 0.12.8) has ``use_scale`` but no bias parameter, so a
+    bias is added to its output in the dtype under test: that case is composed.
+    """
     from flax import linen as nn
 
     def fn(p: Mapping[str, jax.Array], s: Mapping[str, jax.Array]
@@ -140,9 +144,18 @@ def rms_norm(dt: Any, *, axis: int, eps: float) -> Fn:
         axes = tuple(range(_axis("axis", axis, x.ndim), x.ndim))
         layer = nn.RMSNorm(epsilon=eps, dtype=dt, param_dtype=dt, use_scale="weight" in p,
                            reduction_axes=axes, feature_axes=axes)
-        return _apply(layer, {"params": _affine(p)}, x), {}
+        scaled = {k: v for k, v in p.items() if k != "bias"}
+        y = _apply(layer, {"params": _affine(scaled)}, x)
+        return (y + p["bias"] if "bias" in p else y), {}
 
     return fn
+
+
+def _rms_norm_composed(hyper: Mapping[str, Any], present: frozenset[str]) -> str | None:
+    if "bias" not in present:
+        return None
+    return ("composed: flax.linen.RMSNorm has no bias (use_scale only), so the bias is "
+            "added to its output in the dtype under test")
 
 
 def instance_norm(dt: Any, *, eps: float, channel_axis: int = 1) -> Fn:
@@ -341,7 +354,8 @@ TRANSLATIONS: Mapping[str, Translation] = {
         batch_norm, state=("running_mean", "running_var"), composed_when=_batch_norm_composed),
     "layer_norm": Translation("native", "flax.linen.LayerNorm", ("x", "weight", "bias"),
                               layer_norm),
-    "rms_norm": Translation("native", "flax.linen.RMSNorm", ("x", "weight"), rms_norm),
+    "rms_norm": Translation("native", "flax.linen.RMSNorm (+ bias added after it: composed)",
+                            ("x", "weight", "bias"), rms_norm, composed_when=_rms_norm_composed),
     "instance_norm": Translation("native", "flax.linen.InstanceNorm", ("x", "weight", "bias"),
                                  instance_norm),
     "group_norm": Translation("native", "flax.linen.GroupNorm (channels moved last)",

@@ -154,7 +154,8 @@ LAYER_NORM = MomentMethod(
         nx.layer_geometry(shape, hyper_value(h, "axis", "layer_norm")), True))
 
 RMS_NORM = MomentMethod(
-    name="rms_norm", primals=("x", "weight"), stats=(("mean_square", "var"), ("rrms", "rstd")),
+    name="rms_norm", primals=("x", "weight", "bias"),
+    stats=(("mean_square", "var"), ("rrms", "rstd")),
     setup=lambda nx, shape, h: (
         nx.layer_geometry(shape, hyper_value(h, "axis", "rms_norm")), nx.rms_centered()))
 

@@ -456,6 +456,9 @@ def decline(method: str, inputs: Mapping[str, Array | None], hyper: Mapping[str,
                 "batch counter the op does not keep")
     if method == "lp_norm":
         return _lp_decline(inputs, hyper)
+    if method == "rms_norm" and inputs.get("bias") is not None:
+        return ("RMSNormalization (opset 23) takes X and scale only: it has no bias input, and "
+                "a second node would make the case a composition, not the op")
     return None
 
 

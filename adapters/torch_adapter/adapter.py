@@ -91,6 +91,11 @@ _BIASED_RUNNING_VAR = (
     "PyTorch always stores the unbiased batch variance in running_var")
 
 
+_RMS_BIAS = (
+    "composed: torch.nn.functional.rms_norm (and nn.RMSNorm) has no bias, so the bias is "
+    "added to its output in the dtype under test")
+
+
 def _torch() -> Any:
     """torch, imported on first use; ImportError propagates to the caller that needs it."""
     import torch
@@ -225,6 +230,8 @@ class TorchAdapter:
         if (base.supported and method == "batch_norm" and is_tracking(inputs, hyper)
                 and hyper.get("running_var_estimator") == "biased"):
             return Support(True, "composed", _BIASED_RUNNING_VAR)
+        if base.supported and method == "rms_norm" and inputs.get("bias") is not None:
+            return Support(True, "composed", _RMS_BIAS)
         return base
 
     # --- the four computations ---

@@ -53,6 +53,7 @@ from . import (
     one_pass_variance,
     renorm_grad_through_r_d,
     renorm_updated_statistics,
+    rms_bias_before_scale,
     rms_subtracts_mean,
     running_var_biased,
     running_var_swapped,
@@ -143,6 +144,8 @@ _MODULES = (
     minmax_zero_range_nan,
     minmax_no_clip,
     minmax_first_tie,
+    # rms_norm's bias: added after the scale
+    rms_bias_before_scale,
 )
 
 MUTANTS: dict[str, Adapter] = {module.MUTANT.name: module.MUTANT for module in _MODULES}
@@ -213,6 +216,7 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "mutant-minmax-zero-range-nan": ("min_max_scale",),
     "mutant-minmax-no-clip": ("min_max_scale",),
     "mutant-minmax-first-tie": ("min_max_scale",),
+    "mutant-rms-bias-before-scale": ("rms_norm",),
 }
 """The methods each mutant's bug class lives in: it must be killed in every one of them, and
 the mutation score per method (docs/coverage.md) counts it there."""

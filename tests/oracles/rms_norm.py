@@ -26,6 +26,7 @@ def mp_forward(primals: dict[str, np.ndarray | None], hyper: dict[str, Any]
         eps = mpmath.mpf(hyper["eps"])
         xm = mp_array(x)
         w = _maybe_mp(primals.get("weight"))
+        b = _maybe_mp(primals.get("bias"))
         y = np.empty(x.shape, dtype=object)
         mean_square = np.empty(x.shape[:axis], dtype=object)
         rrms = np.empty(x.shape[:axis], dtype=object)
@@ -35,7 +36,9 @@ def mp_forward(primals: dict[str, np.ndarray | None], hyper: dict[str, Any]
             mean_square[idx], rrms[idx] = ms, r
             for tail in np.ndindex(*x.shape[axis:]):
                 v = xm[idx + tail] * r
-                y[idx + tail] = v if w is None else v * w[tail]
+                v = v if w is None else v * w[tail]
+                # the bias is added after the scale: y = weight * xhat + bias
+                y[idx + tail] = v if b is None else v + b[tail]
     return {"y": y, "mean_square": mean_square, "rrms": rrms}
 
 
@@ -43,6 +46,8 @@ def mp_forward(primals: dict[str, np.ndarray | None], hyper: dict[str, Any]
 _SHAPES = [((3, 7), -1), ((2, 13), -1), ((1, 5), -1), ((4, 1), -1), ((2, 3, 4), 1),
            ((2, 3, 4), -1), ((1, 1031), -1), ((6,), 0), ((2, 2, 3, 3), 2), ((5, 2), 0)]
 _EPS = [1e-5, 1e-12, 0.1, 0.0]
+_BIAS_SHAPES = [((3, 7), -1), ((2, 3, 4), 1), ((1, 5), -1), ((4, 1), -1), ((2, 13), -1),
+                ((6,), 0), ((2, 2, 3, 3), 2), ((3, 7), -1)]
 
 
 def proof_cases() -> list[ProofCase]:
@@ -65,4 +70,21 @@ def proof_cases() -> list[ProofCase]:
                 primals={"x": x, "weight": weight},
                 hyper={"axis": axis, "eps": eps},
                 fd=smooth, fd_step=1e-3))
+    # The optional bias (y = weight * xhat + bias), with and without a weight; drawn after the
+    # cases above so that their seeds and values are unchanged.
+    for k, ((shape, axis), dist) in enumerate(zip(_BIAS_SHAPES, DISTS * 3, strict=False)):
+        rng = seeded(2500 + k)
+        x = draw(rng, shape, dist)
+        pshape = shape[axis % len(shape):]
+        weight = rng.normal(1.0, 0.5, pshape) if k % 2 == 0 else None
+        bias = rng.normal(0.0, 1.0, pshape)
+        eps = _EPS[k % 4]
+        n = int(np.prod(pshape))
+        smooth = dist in ("normal", "uniform_pos") and x.size <= 64 and n > 1
+        cases.append(ProofCase(
+            name=f"bias-{dist}-{'x'.join(map(str, shape))}-axis={axis}"
+                 f"-weight={int(weight is not None)}-eps={eps:g}",
+            primals={"x": x, "weight": weight, "bias": bias},
+            hyper={"axis": axis, "eps": eps},
+            fd=smooth, fd_step=1e-3))
     return cases
