@@ -32,12 +32,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"normspec {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    from . import cli_coverage, cli_report, cli_run, cli_vectors
+    from . import cli_bench, cli_coverage, cli_report, cli_run, cli_vectors
 
     cli_run.register(sub)
     cli_vectors.register(sub)
     cli_coverage.register(sub)
     cli_report.register(sub)
+    cli_bench.register(sub)
     return parser
 
 

@@ -31,6 +31,7 @@ import numpy as np
 from ..protocol import Array, Support
 from . import _cache, _runtime
 from .autodiff import EXECUTABLES, HyperKey, Job, hyper_key
+from .bench import JaxBench
 from .distributed import DISTRIBUTED
 from .distributed import METHODS as _DISTRIBUTED
 from .methods import TRANSLATIONS, Translation
@@ -158,7 +159,7 @@ def _settings() -> dict[str, str]:
     return out
 
 
-class JaxAdapter:
+class JaxAdapter(JaxBench):
     """JAX/Flax under test on ``cpu`` and, where JAX has them, ``gpu`` and ``cuda``.
 
     Support and the API used per method are in :data:`.methods.TRANSLATIONS`; every dtype in

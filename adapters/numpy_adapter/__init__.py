@@ -47,6 +47,7 @@ from ._adaptive_layer_norm import ADAPTIVE_LAYER_NORM
 from ._batch_instance_norm import BATCH_INSTANCE_NORM
 from ._batch_norm import BATCH_NORM
 from ._batch_renorm import BATCH_RENORM
+from ._bench import NumpyBench
 from ._conditional_instance_norm import CONDITIONAL_INSTANCE_NORM
 from ._geometry import Geometry
 from ._ghost_batch_norm import GHOST_BATCH_NORM
@@ -85,7 +86,7 @@ METHODS: dict[str, MethodImpl] = {
 }
 """The methods this adapter implements."""
 
-class NumpyAdapter:
+class NumpyAdapter(NumpyBench):
     """NumPy formulas in the dtype under test; see the module docstring.
 
     ``numerics`` supplies the numerical steps; the default is the careful choice for each.

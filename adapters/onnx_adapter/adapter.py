@@ -21,6 +21,7 @@ import numpy as np
 
 from ..protocol import DTYPES, Array, Support
 from . import translate
+from .bench import OnnxBench
 from .model import build
 from .runtime import Backend, OrtBackend, ReferenceBackend, first_line
 
@@ -63,7 +64,7 @@ def _probe_inputs(shapes: Mapping[str, tuple[int, ...]]) -> dict[str, Array | No
     return out
 
 
-class OnnxAdapter:
+class OnnxAdapter(OnnxBench):
     """One ONNX backend behind the adapter contract; see the module docstring.
 
     Besides the protocol it offers :meth:`case_support` (declined cases, quantities ONNX

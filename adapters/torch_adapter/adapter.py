@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..protocol import DTYPES, Array, Support
+from .bench import TorchBench
 from .distributed import DISTRIBUTED
 from .distributed import METHODS as _DISTRIBUTED
 
@@ -162,7 +163,7 @@ def _to_numpy(t: torch.Tensor) -> Array:
     return out
 
 
-class TorchAdapter:
+class TorchAdapter(TorchBench):
     """PyTorch through ``torch.nn.functional``, ``torch.nn`` modules, autograd and ``torch.func``.
 
     Devices ``"cpu"`` and, when ``torch.cuda.is_available()``, ``"cuda"`` (the current CUDA
