@@ -94,7 +94,7 @@ MAX_ELEMENTS = 1 << 16
 """Largest input a case may have; the vectors have a size budget (spec/FORMAT.md)."""
 
 _CASE_KEYS = frozenset({"name", "seed", "shape", "hyper", "primals", "state", "inputs", "dtypes",
-                        "expect_nonfinite", "description", "step", "eval"})
+                        "expect_nonfinite", "description", "step", "eval", "cotangent"})
 _STEP_KEYS = frozenset({"shape", "inputs", "hyper"})
 TRAINING = "training"
 """The hyperparameter a trajectory sets per step: true for its steps, false for evaluation."""
@@ -146,6 +146,9 @@ class CaseSpec:
     """Kind of every input that is not a float: ``int64`` or ``bool``."""
     steps: tuple[StepSpec, ...] = ()
     """A trajectory's training steps, then its evaluation (empty: a single call)."""
+    cotangent: Dist | None = None
+    """The cotangent's distribution where the case gives one (a method defined by its backward
+    pass needs zero, huge and tiny cotangents); None: standard normal."""
 
     @property
     def inputs(self) -> tuple[str, ...]:
@@ -410,10 +413,19 @@ def _case(raw: object, index: int, method: str, module: ModuleType, source: str)
     if not isinstance(nonfinite, bool) or not isinstance(description, str):
         raise ValueError(f"{where}: 'expect_nonfinite' must be a boolean and 'description' "
                          f"a string, got {nonfinite!r} and {description!r}")
+    cotangent = None
+    if "cotangent" in raw:
+        if steps:
+            raise ValueError(f"{where}: 'cotangent': a trajectory has no cotangent")
+        cotangent = parse_dist(f"{where}: cotangent", raw["cotangent"])
+        if cotangent.kind in LITERAL_KINDS:
+            raise ValueError(f"{where}: 'cotangent': got distribution {cotangent.kind!r}, "
+                             "expected a float distribution")
     return CaseSpec(method=method, name=name, seed=seed, shape=shape, hyper=hyper,
                     primals=primals, present=present, state=state, shapes=shapes, dists=dists,
                     dtypes=dtypes, expect_nonfinite=nonfinite, description=description,
-                    source=source, constants=constants, elements=elements, steps=steps)
+                    source=source, constants=constants, elements=elements, steps=steps,
+                    cotangent=cotangent)
 
 
 def parse_catalog(text: str, source: str, method: str | None = None) -> Catalog:

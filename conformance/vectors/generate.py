@@ -66,7 +66,9 @@ class Drawn:
     """A case's draws, before any rounding: the same for every dtype."""
 
     samples: Mapping[str, Sample]
-    cotangent: FloatArray
+    cotangent: FloatArray | Sample
+    """Standard normal, or a draw from the case's ``cotangent`` distribution (scaled per
+    dtype like an input)."""
     tangents: Mapping[str, FloatArray]
     """Unit-scale draws; tangent of input ``n`` is ``tangents[n] * samples[n].scale_for(dtype)``."""
     batches: Mapping[str, Sample] = field(default_factory=dict)
@@ -87,7 +89,9 @@ def draw_case(case: CaseSpec) -> Drawn:
                    for s in case.steps}
         return Drawn(samples=samples, cotangent=np.zeros(0), tangents={}, batches=batches)
     # y has x's shape unless the method says otherwise (qk_norm's logits); build() verifies it.
-    cotangent = rng.standard_normal(output_shape(case))
+    cotangent: FloatArray | Sample = (
+        rng.standard_normal(output_shape(case)) if case.cotangent is None
+        else draw(case.cotangent, rng, output_shape(case), f"{where}: cotangent"))
     tangents = {p: rng.standard_normal(case.shapes[p]) for p in case.present}
     return Drawn(samples=samples, cotangent=cotangent, tangents=tangents)
 
@@ -219,7 +223,9 @@ def _trajectory(case: CaseSpec, dtype: str, values: Mapping[str, npt.NDArray[Any
             state = {n: _counter(fwd[n]) if values[n].dtype == np.int64 else fwd[n]
                      for n in case.state}
         step_out = {f"forward/{step.label}/{k}": v for k, v in fwd.items()}
-        _check_outputs(case, step_out, step.shape, f"forward/{step.label}/")
+        hook = getattr(module, "output_shape", None)  # y not shaped like x (gradnorm's weights)
+        y_shape = step.shape if hook is None else tuple(hook(step.shape, step.hyper))
+        _check_outputs(case, step_out, y_shape, f"forward/{step.label}/")
         out.update(step_out)
     return out
 
@@ -243,7 +249,8 @@ def case_vectors(case: CaseSpec, drawn: Drawn, dtype: str) -> CaseVectors | Skip
     raw = {f"inputs/{n}": s.values(dtype) for n, s in floats.items()}
     raw.update({f"{label}/x": s.values(dtype) for label, s in drawn.batches.items()})
     if not case.steps:
-        raw["cotangent"] = drawn.cotangent
+        cot = drawn.cotangent
+        raw["cotangent"] = cot if isinstance(cot, np.ndarray) else cot.values(dtype)
         raw.update({f"tangent/{n}": t * scales[n] for n, t in drawn.tangents.items()})
     exact: dict[str, npt.NDArray[Any]] = {}
     for label, draws in raw.items():
@@ -300,6 +307,8 @@ def _case_entry(case: CaseSpec, quantities: Mapping[str, str]) -> dict[str, Any]
         "nonfinite_inputs": any(case.dists[n].kind in NONFINITE_KINDS for n in case.inputs)
         or any(s.dist.kind in NONFINITE_KINDS for s in case.steps),
     }
+    if case.cotangent is not None:
+        entry["cotangent"] = case.cotangent.to_json()
     if case.steps:
         entry["trajectory"] = [{"label": s.label, "shape": list(s.shape),
                                 "dist": s.dist.to_json(), "hyper": dict(s.hyper)}
