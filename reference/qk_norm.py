@@ -89,6 +89,15 @@ def input_shapes(shape: tuple[int, ...], hyper: Mapping[str, object]
     return {"k": tuple(ks), "q_weight": w, "k_weight": w, "gain": ()}
 
 
+def output_shape(shape: tuple[int, ...], hyper: Mapping[str, object]) -> tuple[int, ...]:
+    """The logits' shape ``(B, H, Tq, Tk)`` for queries of ``shape`` (``Tk`` as in
+    :func:`input_shapes`): ``y``, and so the cotangent, are not shaped like ``x``."""
+    k = input_shapes(shape, hyper)["k"]
+    if hyper.get("layout") == "bhtd":
+        return (shape[0], shape[1], shape[2], k[2])
+    return (shape[0], shape[2], shape[1], k[1])
+
+
 @dataclass(frozen=True)
 class _Call:
     q: FloatArray
