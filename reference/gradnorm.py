@@ -128,6 +128,12 @@ def input_shapes(shape: tuple[int, ...], hyper: Mapping[str, object]
     return {"initial_losses": (t,), "weights": (t,)}
 
 
+def output_shape(shape: tuple[int, ...], hyper: Mapping[str, object]) -> tuple[int, ...]:
+    """``y`` (and so the cotangent) is one weight per task, ``(T,)``, not shaped like ``x``."""
+    del hyper
+    return (int(shape[1]),)
+
+
 @dataclass(frozen=True)
 class _Step:
     big_g: FloatArray

@@ -107,9 +107,13 @@ class GradNorm:
     primals: tuple[str, ...] = ("x", "initial_losses")
     state: tuple[str, ...] = ("weights",)
 
-    def y_like(self, inputs: Mapping[str, Num | None]) -> Num | None:
-        """The output is one weight per task: shaped like ``weights``, not like ``x``."""
-        return inputs.get("weights")
+    def output_shape(self, inputs: Mapping[str, Num | None], hyper: Mapping[str, Any]
+                     ) -> tuple[int, ...]:
+        """``y`` is one weight per task, ``(T,)``, not shaped like ``x`` ``(2, T)``."""
+        del hyper
+        x = inputs["x"]
+        assert x is not None
+        return (x.shape[-1],)
 
     def forward(self, nx: Numerics, prec: Precision, inputs: Mapping[str, Num | None],
                 hyper: Mapping[str, Any]) -> dict[str, Num]:
