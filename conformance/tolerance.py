@@ -258,7 +258,7 @@ def _inverse_scale(case: CaseLike) -> float:
 
 def _own_inverse_scale(case: CaseLike) -> float:
     fwd = _forward(case)
-    for key in ("rstd", "rrms"):
+    for key in ("rstd", "rrms", "rscale"):
         if key in fwd:
             return _finite_max(fwd[key])
     rv = case.inputs.get("running_var")
@@ -415,7 +415,7 @@ def scale(case: CaseLike, check: str, quantity: str, expected: Array,
     if quantity == "mean" and "var" in fwd:
         # a mean near zero is still computed from values of size |mean| + std
         r += math.sqrt(_finite_max(fwd["var"]))
-    elif quantity in ("var", "mean_square"):
+    elif quantity in ("var", "mean_square", "mean_power"):
         # only var + eps enters the output; a variance far below eps is noise next to it
         r += eps
     elif quantity == "running_mean" and "var" in fwd:
@@ -427,6 +427,11 @@ def scale(case: CaseLike, check: str, quantity: str, expected: Array,
         r = max(r, float(getattr(case, "state_scale", {}).get(quantity, 0.0)))
     if case.method in CENTERED or case.method == "rms_norm":
         r = max(r, _term_magnitude(case, check, quantity, tol_class))
+    elif case.method == "power_norm":
+        # rms_norm's terms with rscale for rrms; the statistic's derivative u = phi'/(p D)
+        # and its own derivative carry factors p and p - 1, which weigh the terms for p > 1
+        p = float(case.hyper.get("p", 2.0))
+        r = max(r, max(p, 1.0) * _term_magnitude(case, check, quantity, tol_class))
     elif case.method == "lp_norm":
         r = max(r, _lp_term_magnitude(case, check))
     elif case.method == "local_response_norm":

@@ -97,6 +97,17 @@ def _setup(x: object, weight: object, bias: object, p: object, axis: object, eps
     return _Call(layout=layout, x=xa, weight=w, bias=b, p=pv, eps=e, axis=a)
 
 
+def input_shapes(shape: tuple[int, ...], hyper: Mapping[str, object]
+                 ) -> dict[str, tuple[int, ...]]:
+    """``weight`` and ``bias`` span the normalized axes ``x.shape[axis:]``.
+
+    >>> input_shapes((2, 3, 4), {"axis": 1, "p": 3.0, "eps": 0.0})["weight"]
+    (3, 4)
+    """
+    a = check_axis("axis", hyper["axis"], len(shape))
+    return {"weight": tuple(shape[a:]), "bias": tuple(shape[a:])}
+
+
 def _times_pow2(a: FloatArray, exponent: FloatArray, p: float) -> FloatArray:
     """``a * 2^(exponent * p)`` without forming the power: no spurious overflow or underflow.
 
