@@ -45,6 +45,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--quick", action="store_true",
                    help="one small shape per method and a short timing budget (a smoke test "
                         "of the setup; its figures are cache-resident, not DRAM)")
+    p.add_argument("--no-sweep", action="store_true",
+                   help="leave out the size sweep (only the table's rows and maps shapes)")
     p.add_argument("--peak-gbs", type=float, metavar="GBS",
                    help="the device's spec peak bandwidth in GB/s, for %% of peak (default: "
                         "known GPUs only)")
@@ -83,6 +85,8 @@ def _command(args: argparse.Namespace, adapters: list[str]) -> list[str]:
             cmd += [flag, v]
     if args.quick:
         cmd.append("--quick")
+    if args.no_sweep:
+        cmd.append("--no-sweep")
     if args.peak_gbs is not None:
         cmd += ["--peak-gbs", f"{args.peak_gbs:g}"]
     for flag, value in (("--json", args.json), ("--plot", args.plot)):
@@ -116,7 +120,7 @@ def _bench(args: argparse.Namespace) -> int:
                     dtypes=tuple(dict.fromkeys(args.dtype or ("float32",))),
                     modes=tuple(m for m in MODES if m in (args.mode or MODES)),
                     variants=tuple(dict.fromkeys(args.variant or ())), quick=args.quick,
-                    peak_gbs=args.peak_gbs, note=args.note)
+                    sweep=not args.no_sweep, peak_gbs=args.peak_gbs, note=args.note)
     out = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 200)
     err = Console(stderr=True)
     harness = Harness(config, argv=_command(args, adapters))

@@ -43,6 +43,8 @@ class Config:
     variants: tuple[str, ...] = ()
     """Only these variants (empty: all; ``--quick`` leaves out ``compile``)."""
     quick: bool = False
+    sweep: bool = True
+    """Include the size sweep (off: only the rows/maps shapes of the table)."""
     peak_gbs: float | None = None
     note: str = ""
     seed: int = 0
@@ -119,6 +121,8 @@ class Harness:
                 self._skip(method=method, reason=s)
                 continue
             for shape in workloads.shapes(s.family, self.config.device, quick=self.config.quick):
+                if shape.label == "sweep" and not self.config.sweep:
+                    continue
                 why = workloads.check_shape(method, s, shape.shape)
                 if why is not None:
                     self._skip(method=method, reason=why, shape=shape)
