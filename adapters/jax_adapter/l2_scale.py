@@ -1,8 +1,8 @@
 """fix_norm in JAX, composed: neither JAX nor Flax has a FixNorm layer.
 
-The adapter's own lp_norm composition with ``p = 2`` (``x / max(jnp.linalg.norm(x), eps)``,
-statistics in at least float32, the result cast to the dtype under test), times the scalar
-``weight`` in the dtype under test. In Flax the scalar is one ``self.param('g', ..., ())``.
+The adapter's own lp_norm composition with ``p = 2`` (``x / max(jnp.linalg.norm(x), eps)``)
+times the scalar ``weight``, all in at least float32 (Flax's reduction rule), ``y`` cast to the
+dtype under test once. In Flax the scalar is one ``self.param('g', ..., ())``.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ if TYPE_CHECKING:
 
     from .methods import Fn
 
-FIX_NORM_API = ("composed (no FixNorm in JAX or Flax): weight * the lp_norm composition with "
-                "p = 2, x / max(jnp.linalg.norm(x, axis), eps) in float32 or wider")
+FIX_NORM_API = ("composed (no FixNorm in JAX or Flax): a jax.numpy composition, weight * the "
+                "lp_norm composition with "
+                "p = 2, x / max(jnp.linalg.norm(x, axis), eps), in float32 or wider")
 """What the report shows for fix_norm."""
 
 
@@ -30,15 +31,18 @@ def _check_weight(p: Mapping[str, jax.Array], method: str) -> None:
 
 def fix_norm(dt: Any, *, axis: int, eps: float) -> Fn:
     """``fn(primals, state) -> (weight * unit, {"norm"})``; see the module docstring."""
-    from .methods import lp_norm
+    from .methods import _reduction_dtype, lp_norm
 
-    unit = lp_norm(dt, p=2.0, axis=axis, eps=eps)
+    # the product and the scalar's gradient (a sum over every element) in float32 or wider,
+    # y rounded once: in bfloat16 a sum of 1024 terms g u loses ~30 units of roundoff
+    acc = _reduction_dtype(dt)
+    unit = lp_norm(acc, p=2.0, axis=axis, eps=eps)
 
     def fn(p: Mapping[str, jax.Array], s: Mapping[str, jax.Array]
            ) -> tuple[jax.Array, dict[str, jax.Array]]:
         _check_weight(p, "fix_norm")
-        y, stats = unit({"x": p["x"]}, s)
-        return p["weight"].astype(dt) * y, stats
+        y, stats = unit({"x": p["x"].astype(acc)}, s)
+        return (p["weight"].astype(acc) * y).astype(dt), stats
 
     return fn
 
