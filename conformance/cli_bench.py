@@ -45,6 +45,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--quick", action="store_true",
                    help="one small shape per method and a short timing budget (a smoke test "
                         "of the setup; its figures are cache-resident, not DRAM)")
+    p.add_argument("--seconds", type=float, metavar="S",
+                   help="sampling time per measurement after the warm-up (default: 0.5, or "
+                        "0.15 with --quick; at least 5 samples are taken)")
     p.add_argument("--no-sweep", action="store_true",
                    help="leave out the size sweep (only the table's rows and maps shapes)")
     p.add_argument("--peak-gbs", type=float, metavar="GBS",
@@ -87,6 +90,8 @@ def _command(args: argparse.Namespace, adapters: list[str]) -> list[str]:
         cmd.append("--quick")
     if args.no_sweep:
         cmd.append("--no-sweep")
+    if args.seconds is not None:
+        cmd += ["--seconds", f"{args.seconds:g}"]
     if args.peak_gbs is not None:
         cmd += ["--peak-gbs", f"{args.peak_gbs:g}"]
     for flag, value in (("--json", args.json), ("--plot", args.plot)):
@@ -110,6 +115,8 @@ def _bench(args: argparse.Namespace) -> int:
     if unknown:
         raise UsageError(f"unknown method(s) {unknown}; expected names from "
                          f"{list(reference.METHODS)}")
+    if args.seconds is not None and not args.seconds >= 0:
+        raise UsageError(f"--seconds: got {args.seconds}, expected 0 or more")
     if args.peak_gbs is not None and not args.peak_gbs > 0:
         raise UsageError(f"--peak-gbs: got {args.peak_gbs}, expected a positive number")
     try:
@@ -120,7 +127,8 @@ def _bench(args: argparse.Namespace) -> int:
                     dtypes=tuple(dict.fromkeys(args.dtype or ("float32",))),
                     modes=tuple(m for m in MODES if m in (args.mode or MODES)),
                     variants=tuple(dict.fromkeys(args.variant or ())), quick=args.quick,
-                    sweep=not args.no_sweep, peak_gbs=args.peak_gbs, note=args.note)
+                    sweep=not args.no_sweep, peak_gbs=args.peak_gbs, note=args.note,
+                    budget=None if args.seconds is None else _budget(args))
     out = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 200)
     err = Console(stderr=True)
     harness = Harness(config, argv=_command(args, adapters))
@@ -145,6 +153,14 @@ def _bench(args: argparse.Namespace) -> int:
     if status == 0 and any(r.get("status") == "error" for r in document["results"]):
         status = 1
     return status
+
+
+def _budget(args: argparse.Namespace) -> Any:
+    from dataclasses import replace
+
+    from .bench.timing import FULL, QUICK
+
+    return replace(QUICK if args.quick else FULL, seconds=args.seconds)
 
 
 class _Progress:
