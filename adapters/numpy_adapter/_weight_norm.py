@@ -28,14 +28,11 @@ _METHOD = "weight_norm"
 class WeightNormSteps:
     """The numerical steps of weight_norm that implementations get wrong."""
 
-    def wn_kept_axes(self, kept_axis: object, ndim: int) -> tuple[int, ...]:
-        """The kept axes: an axis by Python's rules (-1 is the last), none for ``"none"``."""
-        if isinstance(kept_axis, str):
-            if kept_axis != "none":
-                raise ValueError(f"argument 'kept_axis': got {kept_axis!r}, expected an "
-                                 "integer axis or 'none'")
-            return ()
-        return (normalize_axis("kept_axis", kept_axis, ndim),)
+    def wn_norm_axes(self, kept_axis: object, ndim: int) -> tuple[int, ...]:
+        """The axes one norm runs over: all but ``kept_axis`` (Python's rules: -1 is the last
+        axis), or all of them for ``"none"``."""
+        kept = _kept_axes(kept_axis, ndim)
+        return tuple(i for i in range(ndim) if i not in kept)
 
     def wn_inverse_norm(self, sq: Num, eps: Any) -> Num:
         """``1 / sqrt(sum x^2 + eps)``: eps inside the root."""
@@ -46,6 +43,15 @@ class WeightNormSteps:
     def wn_norm_differentiated(self) -> bool:
         """Whether gradients flow through the norm (they do: it is a function of x)."""
         return True
+
+
+def _kept_axes(kept_axis: object, ndim: int) -> tuple[int, ...]:
+    if isinstance(kept_axis, str):
+        if kept_axis != "none":
+            raise ValueError(f"argument 'kept_axis': got {kept_axis!r}, expected an integer "
+                             "axis or 'none'")
+        return ()
+    return (normalize_axis("kept_axis", kept_axis, ndim),)
 
 
 _DEFAULT = WeightNormSteps()
@@ -76,8 +82,9 @@ def _prepare(nx: Numerics, prec: Precision, inputs: Mapping[str, Num | None],
     if x is None or g is None:
         raise ValueError("argument 'inputs': weight_norm needs 'x' (the direction) and 'g'")
     steps = _steps(nx)
-    kept = steps.wn_kept_axes(hyper_value(hyper, "kept_axis", _METHOD), x.ndim)
-    axes = tuple(i for i in range(x.ndim) if i not in kept)
+    kept_axis = hyper_value(hyper, "kept_axis", _METHOD)
+    kept = _kept_axes(kept_axis, x.ndim)
+    axes = steps.wn_norm_axes(kept_axis, x.ndim)
     want = tuple(d if i in kept else 1 for i, d in enumerate(x.shape))
     if g.shape != want:
         raise ValueError(f"argument 'inputs': got g of shape {g.shape}, expected {want}")
