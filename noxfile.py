@@ -1,4 +1,4 @@
-"""nox sessions: tests, conformance, conformance-<adapter>, vectors, docs, lint, typecheck.
+"""nox sessions: tests, conformance, conformance-<adapter>, vectors, docs, bench, lint, typecheck.
 
 torch is always installed as ``torch==2.13.0`` *before* the project: that release is a CPU build
 available locally, and letting pip resolve the bare ``torch`` extra could pull a multi-GB CUDA
@@ -104,6 +104,16 @@ def docs(session: nox.Session) -> None:
                 "-d", "docs/_build/doctrees", "-c", "docs", ".", html)
     session.run("python", "-m", "pytest", "tests/test_docs_site.py", *session.posargs,
                 env={"NORMSPEC_REQUIRE_BROWSER": "1", "NORMSPEC_DOCS_HTML": html})
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """The pytest-benchmark suite (benchmarks/, outside the test session's testpaths), JSON in
+    reports/. ``NORMSPEC_BENCH_DEVICE=cuda nox -s bench`` on a GPU machine; ``normspec bench``
+    is the user-facing command (see docs/benchmarks.md)."""
+    _install(session, "bench", "torch", "jax", "onnx")
+    session.run("python", "-m", "pytest", "benchmarks", "--benchmark-only",
+                f"--benchmark-json={REPORTS}/bench-pytest.json", *session.posargs)
 
 
 @nox.session

@@ -321,3 +321,15 @@ def test_cli_rejects_unknown_methods_and_adapters(capsys: pytest.CaptureFixture[
     err = capsys.readouterr().err
     assert "unknown method" in err
     assert "unknown adapter" in err
+
+
+def test_the_guide_s_benchmarkable_example_runs(tiny_shapes: None) -> None:
+    pytest.importorskip("torch")
+    root = Path(__file__).resolve().parents[1]
+    spec = f"{root / 'docs' / 'examples' / 'minimal_bench_adapter.py'}:ADAPTER"
+    doc = _run((spec,), methods=("rms_norm",))
+    output.validate(doc)
+    ok = [r for r in doc["results"] if r["status"] == "ok"]
+    assert {r["mode"] for r in ok} == {"forward", "forward+backward"}
+    assert all(r["label"] == "minimal-bench/eager" for r in ok)
+    assert all(r["copy"]["how"] == "minimal-bench bench_copy" for r in ok)

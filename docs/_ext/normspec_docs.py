@@ -719,7 +719,11 @@ def gen_api(app: Sphinx, arg: str) -> str:
 # hooks
 
 
+from normspec_bench_docs import gen_bench, gen_bytes_model  # noqa: E402  (docs/_ext)
+
 GENERATORS: dict[str, Callable[[Sphinx, str], str]] = {
+    "bytes-model": gen_bytes_model,
+    "bench": gen_bench,
     "methods-table": gen_methods_table,
     "methods-toctree": gen_methods_toctree,
     "conformance-matrix": gen_matrix,
