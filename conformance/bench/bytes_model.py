@@ -3,9 +3,11 @@
 The model counts compulsory traffic: every array a call has to read at least once and every
 array it has to write, each once, in the dtype it is stored in. Two columns:
 
-* ``io``: the arrays of the input's full shape, the ones whose size is the problem size:
-  forward reads ``x`` and writes ``y`` (``2 |x|``); forward+backward adds a backward that reads
-  ``x`` and ``dy`` and writes ``dx`` (``5 |x|`` in all, Triton's tutorial counts the same).
+* ``io``: the input and the output, the arrays whose size is the problem size: forward reads
+  ``x`` and writes ``y`` (``2 |x|``); forward+backward adds a backward that reads ``x`` and
+  ``dy`` and writes ``dx`` (``5 |x|`` in all, Triton's tutorial counts the same). A method
+  whose ``y`` has another shape says so with ``output_shape(shape, hyper)``, and ``|y|`` is
+  counted for ``y`` and ``dy``.
   Effective bandwidth (GB/s) and the percentages of the copy roofline use this column.
 * ``extra``: everything else, stated apart so that the figures stay comparable: the other
   inputs (``weight``, ``bias``, conditioning, masks), running state read and written, the
@@ -14,9 +16,10 @@ array it has to write, each once, in the dtype it is stored in. Two columns:
 
 The model is derived from the reference module's metadata, so a newly registered method is
 covered with no edit: ``PRIMALS`` (differentiable inputs), ``STATE`` and the step counter,
-``CONSTANTS``, ``input_shapes`` (or the core methods' parameter shape), and ``layout()``
-(the number of reduction sets). A method saves two statistics per reduction set (mean and rstd)
-when it subtracts a mean (the tolerance model's ``CENTERED``), one otherwise (rrms, the norm).
+``CONSTANTS``, ``input_shapes`` (or the core methods' parameter shape), ``output_shape``
+where ``y`` is not shaped like ``x``, and ``layout()`` (the number of reduction sets). A
+method saves two statistics per reduction set (mean and rstd) when it subtracts a mean (the
+tolerance model's ``CENTERED``), one otherwise (rrms, the norm).
 :data:`OVERRIDES` corrects the few methods where that generic rule is wrong, each with the
 reason.
 """
@@ -68,7 +71,9 @@ class Arrays:
     """What one call of a method touches, in bytes, before it is turned into traffic."""
 
     x: int
-    """Bytes of ``x`` (and of ``y``, ``dy``, ``dx``: the same shape and dtype)."""
+    """Bytes of ``x`` (and of ``dx``)."""
+    y: int
+    """Bytes of ``y`` (and of ``dy``): ``x``'s, unless the module defines ``output_shape``."""
     other_primals: int
     """Bytes of the differentiable inputs other than ``x`` (read; their gradients written)."""
     state: int
@@ -135,6 +140,8 @@ def arrays(method: str, shape: tuple[int, ...], hyper: Mapping[str, Any], *, dty
         return math.prod(shapes[name])
 
     x = math.prod(shape) * size
+    out_shape = getattr(module, "output_shape", None)
+    y = x if out_shape is None else math.prod(out_shape(tuple(shape), hyper)) * size
     other = sum(count(n) for n in given) * size
     st = sum(count(n) for n in state) * stat_itemsize(dtype)
     if catalog.takes_counter(module):
@@ -146,7 +153,7 @@ def arrays(method: str, shape: tuple[int, ...], hyper: Mapping[str, Any], *, dty
         saved = 0
     else:
         saved = rows * (2 if method in CENTERED else 1) * stat_itemsize(dtype)
-    return Arrays(x, other, st, cbytes, saved, tuple(notes))
+    return Arrays(x, y, other, st, cbytes, saved, tuple(notes))
 
 
 def _no_saved(reason: str) -> Callable[[Arrays], Arrays]:
@@ -185,10 +192,11 @@ def model(method: str, shape: tuple[int, ...], hyper: Mapping[str, Any], *, dtyp
     if fix is not None:
         a = fix(a)
     if mode == "forward":
-        return Traffic(io_read=a.x, io_write=a.x,
+        return Traffic(io_read=a.x, io_write=a.y,
                        extra_read=a.other_primals + a.state + a.constants,
                        extra_write=a.state)
-    return Traffic(io_read=3 * a.x, io_write=2 * a.x,
+    # the backward reads x and dy and writes dx
+    return Traffic(io_read=2 * a.x + a.y, io_write=a.y + a.x,
                    extra_read=2 * a.other_primals + a.state + 2 * a.constants + a.saved,
                    extra_write=a.state + a.saved + a.other_primals)
 

@@ -35,7 +35,7 @@ def gen_bytes_model(app: Any, arg: str) -> str:
                    "forward extra / x", "fwd+bwd io / x", "fwd+bwd extra / x"], rows)]
     out.append("Overrides of the generic rule:\n")
     for method, fix in bytes_model.OVERRIDES.items():
-        base = bytes_model.Arrays(1, 0, 0, 0, 1)
+        base = bytes_model.Arrays(1, 1, 0, 0, 0, 1)
         why = "; ".join(fix(base).notes) or method
         out.append(f"- `{method}`: {why.split(': ', 1)[-1]}")
     return "\n".join(out) + "\n"
