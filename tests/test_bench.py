@@ -336,3 +336,24 @@ def test_the_guide_s_benchmarkable_example_runs(tiny_shapes: None) -> None:
     assert {r["mode"] for r in ok} == {"forward", "forward+backward"}
     assert all(r["label"] == "minimal-bench/eager" for r in ok)
     assert all(r["copy"]["how"] == "minimal-bench bench_copy" for r in ok)
+
+
+@pytest.mark.parametrize(("adapter", "module", "variant"), [
+    pytest.param("torch", "torch", "eager", marks=pytest.mark.torch),
+    pytest.param("jax", "jax", "jit", marks=pytest.mark.jax),
+    pytest.param("onnxruntime", "onnxruntime", "ort", marks=pytest.mark.onnx)])
+def test_built_in_extensions_time_their_own_kernels(tiny_shapes: None, adapter: str, module: str,
+                                                     variant: str) -> None:
+    pytest.importorskip(module)
+    doc = _run((adapter,), methods=("layer_norm",), variants=(variant,), sweep=False)
+    output.validate(doc)
+    by_mode = {r["mode"]: r for r in doc["results"] if r.get("method") == "layer_norm"}
+    assert by_mode["forward"]["status"] == "ok"
+    assert by_mode["forward"]["copy"]["gbs"] > 0
+    if adapter == "onnxruntime":  # forward only: the backward is a skip with the reason
+        assert by_mode["forward+backward"]["status"] == "skip"
+        assert "derivatives" in by_mode["forward+backward"]["reason"]
+    else:
+        assert by_mode["forward+backward"]["status"] == "ok"
+    if adapter == "jax":  # lowered and compiled ahead, reported apart
+        assert by_mode["forward"]["compile_s"] > 0

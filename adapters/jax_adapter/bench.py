@@ -45,21 +45,24 @@ class JaxBench:
         call = _prepare(method, inputs, hyper, dtype, device)
         fn = TRANSLATIONS[method].build(_runtime.NUMPY_DTYPES[dtype], **dict(call.hyper))
         args: tuple[Any, ...]
+        step: Callable[..., Any]
         if backward:
             if cotangent is None:
                 raise ValueError("argument 'cotangent': got None, expected an array for the "
                                  "backward pass")
 
-            def step(primals: Any, state: Any, g: Any) -> Any:
+            def both(primals: Any, state: Any, g: Any) -> Any:
                 y, pull = jax.vjp(lambda p: fn(p, state)[0], primals)
                 return y, pull(g)[0]
 
+            step = both
             g = _runtime.to_jax("cotangent", cotangent, call.np_dtype, call.device)
             args = (call.primals, call.state, g)
         else:
-            def step(primals: Any, state: Any) -> Any:
+            def forward(primals: Any, state: Any) -> Any:
                 return fn(primals, state)
 
+            step = forward
             args = (call.primals, call.state)
         start = time.perf_counter()
         executable = jax.jit(step).lower(*args).compile()
