@@ -102,7 +102,7 @@ def reduced_axes(spec: CaseSpec) -> tuple[int, ...]:
         return tuple(range(_axis(spec, "axis"), nd))
     if method == "adaptive_layer_norm":  # layer norm over the last axis
         return (nd - 1,)
-    if method == "lp_norm":
+    if method in ("lp_norm", "fix_norm", "unit_norm"):
         return (_axis(spec, "axis"),)
     if method == "local_response_norm":
         return ()
@@ -500,6 +500,27 @@ def zero_weight(s: Sample) -> bool:
     return w is not None and bool(np.all(w == 0))
 
 
+def zero_vector(s: Sample) -> bool:
+    """The L2 methods: a zero vector with eps > 0 (clamped: y = 0, the gradient g w / eps)."""
+    norm = s.vector.forward.get("norm")
+    return (norm is not None and float(s.spec.hyper["eps"]) > 0
+            and bool(np.any(norm == 0)))
+
+
+def one_nonzero(s: Sample) -> bool:
+    """The L2 methods: a vector with exactly one nonzero element (y = w sign(x) there)."""
+    x = s.vector.inputs.get("x")
+    if x is None:
+        return False
+    a = _axis(s.spec, "axis", -1) if "axis" in s.spec.hyper else len(s.spec.shape) - 1
+    return bool(np.any(np.sum(np.moveaxis(x, a, -1) != 0, axis=-1) == 1))
+
+
+def negative_weight(s: Sample) -> bool:
+    w = s.vector.inputs.get("weight")
+    return w is not None and bool(np.all(w < 0))
+
+
 # --- the tables ------------------------------------------------------------------------------
 
 _DIST_ROWS: tuple[Row, ...] = (
@@ -643,6 +664,21 @@ _MIN_MAX_ROWS: tuple[Row, ...] = (
         minimum=1),
     _SEVERAL_AXES, *_SIZE_ROWS, *_DIST_ROWS,
 )
+
+_L2_ROWS: tuple[Row, ...] = (
+    Row("clamped branch", "norm below eps (and not zero): y = w x / eps", clamped, minimum=2),
+    Row("unclamped with eps > 0", "norm above eps: y = w x / norm",
+        both(unclamped, hyper("eps", lambda e: e > 0))),
+    Row("zero vector", "eps > 0: y = 0, the gradient w g / eps", zero_vector, signal=False),
+    Row("one nonzero element", "y = w sign(x) there, 0 elsewhere", one_nonzero),
+    *_SIZE_ROWS, *_EPS_ROWS[:1],
+    *(r for r in _DIST_ROWS if r.name != "mean offset >= 1e4 std"),
+)
+"""fix_norm, scale_norm and unit_norm: lp_norm's (p = 2) branches, the zero vector and one
+nonzero element (no mean is subtracted, so no 1e4-offset row)."""
+
+_AXIS_NOT_LAST = Row("axis not last", "vectors along a leading axis",
+                     lambda s: _axis(s.spec, "axis") != len(s.spec.shape) - 1, minimum=2)
 
 COVERAGE: Mapping[str, tuple[Row, ...]] = {
     "batch_norm": (
@@ -988,6 +1024,11 @@ COVERAGE: Mapping[str, tuple[Row, ...]] = {
         *_SIZE_ROWS[:1], *(r for r in _DIST_ROWS if r.dtypes != WIDE),
     ),
     "standardize": _STANDARDIZE_ROWS,
+    "fix_norm": (
+        *_L2_ROWS, _AXIS_NOT_LAST,
+        Row("g = 0", "y = 0, yet g's gradient sum(g u) is not", zero_weight, signal=False),
+        Row("g < 0", "a negative scalar", negative_weight),
+    ),
     "global_response_norm": (
         _SEVERAL_AXES, *_CHANNEL_ROWS,
         Row("channels-first", "NCHW (timm's channels_last=False)",

@@ -29,6 +29,7 @@ METHODS: tuple[str, ...] = (
     "instance_norm",
     "group_norm",
     "lp_norm",
+    "fix_norm",
     "local_response_norm",
     "ghost_batch_norm",
     "batch_renorm",

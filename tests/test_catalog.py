@@ -161,7 +161,7 @@ def reduction_size(case: CaseSpec) -> int | None:
         return math.prod(shape[_axis(case, "axis"):])
     if method == "adaptive_layer_norm":  # layer norm over the last axis
         return shape[-1]
-    if method == "lp_norm":
+    if method in ("lp_norm", "fix_norm", "unit_norm"):
         return shape[_axis(case, "axis")]
     if method == "local_response_norm":
         size = case.hyper["size"]

@@ -142,10 +142,15 @@ CASES += (
     Case("global_response_norm", "nhwc", (2, 3, 2, 4), {"channel_axis": -1, "eps": 1e-6},
          ("weight", "bias")),
 )
+CASES += (
+    Case("fix_norm", "axis=0", (5, 3), {"axis": 0, "eps": 1e-12}, ("weight",)),
+)
 FIRST_CASES = tuple(next(c for c in CASES if c.method == m) for m in reference.METHODS)
 
 
 def _param_shape(case: Case) -> tuple[int, ...]:
+    if case.method in ("fix_norm", "scale_norm"):  # one scalar g
+        return ()
     if case.method in ("layer_norm", "rms_norm"):
         return case.shape[case.hyper["axis"] % len(case.shape):]
     return (case.shape[case.hyper.get("channel_axis", 1) % len(case.shape)],)
@@ -207,6 +212,7 @@ def test_every_method_and_dtype_is_supported_on_cpu(method: str, dtype: str) -> 
     assert support.supported, support.reason
     jnp_only = method in ("lp_norm", "local_response_norm", "mixed_eval_batch_norm")
     jnp_only = jnp_only or method == "global_response_norm"
+    jnp_only = jnp_only or method == "fix_norm"
     jnp_only = jnp_only or method in ("standardize", "min_max_scale")
     jnp_only = jnp_only or method in ("adaptive_instance_norm", "conditional_instance_norm")
     # ghost_batch_norm: Flax's BatchNorm on a view of the batch, still a composition;

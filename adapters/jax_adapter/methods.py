@@ -51,6 +51,7 @@ from . import batch_renorm as _renorm
 from . import conditional_instance_norm as _cin
 from . import ghost_batch_norm as _ghost
 from . import global_response_norm as _grn
+from . import l2_scale as _l2
 from . import min_max_scale as _minmax
 from . import mixed_eval_batch_norm as _mixed
 from . import sequence_batch_norm as _seq
@@ -362,6 +363,7 @@ TRANSLATIONS: Mapping[str, Translation] = {
                               ("x", "weight", "bias"), group_norm),
     "lp_norm": Translation("composed", "jax.numpy composition: x / max(jnp.linalg.norm, eps)",
                            ("x",), lp_norm),
+    "fix_norm": Translation("composed", _l2.FIX_NORM_API, ("x", "weight"), _l2.fix_norm),
     "local_response_norm": Translation(
         "composed", "jax.numpy composition: lax.reduce_window sum of squares", ("x",),
         local_response_norm),

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 METHODS: tuple[str, ...] = ("batch_norm", "layer_norm", "rms_norm", "instance_norm",
                             "group_norm", "lp_norm", "local_response_norm", "ghost_batch_norm",
+                            "fix_norm",
                             "batch_renorm", "mixed_eval_batch_norm", "batch_instance_norm",
                             "adaptive_instance_norm", "conditional_instance_norm",
                             "sync_batch_norm", "sequence_batch_norm", "standardize",
@@ -41,6 +42,8 @@ _API: dict[str, str] = {
     "instance_norm": "torch.nn.functional.instance_norm (input statistics)",
     "group_norm": "torch.nn.functional.group_norm; mean and rstd from torch.native_group_norm",
     "lp_norm": "torch.nn.functional.normalize",
+    "fix_norm": "composed (PyTorch has no FixNorm layer): weight * F.normalize(x, "
+                "p=2, dim=axis, eps=eps); see adapters/torch_adapter/l2_scale.py",
     "local_response_norm": "torch.nn.functional.local_response_norm",
     "ghost_batch_norm": "composed from torch.nn.functional.batch_norm (no ghost batch norm "
                         "operator): see adapters/torch_adapter/ghost_batch_norm.py",
@@ -77,7 +80,7 @@ _API: dict[str, str] = {
                      "torch.amax (fit) or the given extremes (apply), torch.clamp "
                      "under clip; see adapters/torch_adapter/min_max_scale.py",
 }
-_COMPOSED = frozenset({"adaptive_instance_norm", "conditional_instance_norm",
+_COMPOSED = frozenset({"adaptive_instance_norm", "fix_norm", "conditional_instance_norm",
                        "ghost_batch_norm", "batch_renorm", "mixed_eval_batch_norm",
                        "batch_instance_norm", "sequence_batch_norm", "standardize",
                        "adaptive_layer_norm",

@@ -39,6 +39,7 @@ from . import batch_renorm as _renorm
 from . import conditional_instance_norm as _cin
 from . import ghost_batch_norm as _ghost
 from . import global_response_norm as _grn
+from . import l2_scale as _l2
 from . import min_max_scale as _minmax
 from . import mixed_eval_batch_norm as _mixed
 from . import sequence_batch_norm as _seq
@@ -313,6 +314,7 @@ TRANSLATIONS: dict[str, Translation] = {
     "group_norm": Translation(("x", "weight", "bias"), (), "torch.nn.functional.group_norm",
                               group_norm),
     "lp_norm": Translation(("x",), (), "torch.nn.functional.normalize", lp_norm),
+    "fix_norm": Translation(("x", "weight"), (), _l2.FIX_NORM_API, _l2.fix_norm),
     "local_response_norm": Translation(("x",), (), "torch.nn.functional.local_response_norm",
                                        local_response_norm),
     "ghost_batch_norm": Translation(("x", "weight", "bias"), ("running_mean", "running_var"),

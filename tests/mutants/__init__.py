@@ -36,6 +36,8 @@ from . import (
     instance_batch_stats,
     interleaved_groups,
     inverted_momentum,
+    l2_last_axis,
+    l2_scale_detached,
     layer_norm_last_axis,
     low_precision_accumulation,
     lp_clamp_squared,
@@ -146,6 +148,9 @@ _MODULES = (
     minmax_first_tie,
     # rms_norm's bias: added after the scale
     rms_bias_before_scale,
+    # the L2 methods (fix_norm, scale_norm, unit_norm): the scalar's gradient, the axis
+    l2_scale_detached,
+    l2_last_axis,
 )
 
 MUTANTS: dict[str, Adapter] = {module.MUTANT.name: module.MUTANT for module in _MODULES}
@@ -170,7 +175,7 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "mutant-rms-norm-subtracts-mean": ("rms_norm",),
     "mutant-lrn-alpha-not-divided": ("local_response_norm",),
     "mutant-lrn-window-onnx-even": ("local_response_norm",),
-    "mutant-lp-norm-eps-added": ("lp_norm",),
+    "mutant-lp-norm-eps-added": ("lp_norm", "fix_norm"),
     "mutant-vjp-stats-constant": MOMENTS,
     # layer and rms norm parameters span the trailing axes: no channel axis to confuse
     "mutant-weight-grad-channels-last-sum": ("batch_norm", "instance_norm", "group_norm"),
@@ -179,8 +184,8 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "mutant-running-var-swapped": ("batch_norm",),
     "mutant-cumulative-fixed-momentum": ("batch_norm",),
     "mutant-channels-first-assumed": CHANNELS,
-    "mutant-lp-norm-clamp-wrong-side": ("lp_norm",),
-    "mutant-lp-norm-clamp-squared": ("lp_norm",),
+    "mutant-lp-norm-clamp-wrong-side": ("lp_norm", "fix_norm"),
+    "mutant-lp-norm-clamp-squared": ("lp_norm", "fix_norm"),
     "mutant-lrn-sliding-window-sum": ("local_response_norm",),
     "mutant-ghost-whole-batch-stats": ("ghost_batch_norm",),
     "mutant-ghost-strided": ("ghost_batch_norm",),
@@ -217,6 +222,8 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "mutant-minmax-no-clip": ("min_max_scale",),
     "mutant-minmax-first-tie": ("min_max_scale",),
     "mutant-rms-bias-before-scale": ("rms_norm",),
+    "mutant-l2-scale-detached": ("fix_norm",),
+    "mutant-l2-last-axis": ("fix_norm",),
 }
 """The methods each mutant's bug class lives in: it must be killed in every one of them, and
 the mutation score per method (docs/coverage.md) counts it there."""
