@@ -1,4 +1,4 @@
-"""L2 normalization times a learned scalar (fix_norm), composed over this adapter's lp_norm.
+"""L2 normalization times a learned scalar (fix_norm, scale_norm), over this adapter's lp_norm.
 
 With ``u = x / max(||x||_2, eps)`` (the ``lp_norm`` method with ``p = 2``) and the scalar
 ``w`` (shape ``()``)::
@@ -7,6 +7,9 @@ With ``u = x / max(||x||_2, eps)`` (the ``lp_norm`` method with ``p = 2``) and t
     vjp:      dx = lp_norm.vjp(w g),   dw = sum(g u)
     jvp:      dy = w lp_norm.jvp(t) + tw u
     second:   dx' = tw lp_norm.vjp(g) + w lp_norm.second_order(g, t),  dw' = sum(g lp_norm.jvp(t))
+
+scale_norm is the same along the last axis, with ``x``'s leading axis indexing the M modules
+that share ``w``: ``dw`` is summed per module, then over the modules.
 
 The scalar's gradient is the one step where implementations differ (one shared parameter, or
 one per vector that nobody sums, or a radius held fixed); it is the step :class:`L2ScaleSteps`
@@ -43,9 +46,10 @@ def _steps(nx: Numerics) -> L2ScaleSteps:
     return nx if isinstance(nx, L2ScaleSteps) else _DEFAULT
 
 
-def _lp_hyper(nx: Numerics, hyper: Mapping[str, Any], method: str) -> dict[str, Any]:
-    axis = _steps(nx).l2_axis(hyper_value(hyper, "axis", method))
-    return {"p": 2.0, "axis": axis, "eps": hyper_value(hyper, "eps", method)}
+def _lp_hyper(nx: Numerics, hyper: Mapping[str, Any], method: str, axis: Any = None
+              ) -> dict[str, Any]:
+    given = hyper_value(hyper, "axis", method) if axis is None else axis
+    return {"p": 2.0, "axis": _steps(nx).l2_axis(given), "eps": hyper_value(hyper, "eps", method)}
 
 
 def _xw(inputs: Mapping[str, Num | None], method: str) -> tuple[Num, Num]:
@@ -69,6 +73,10 @@ class FixNorm:
     def _hyper(self, nx: Numerics, hyper: Mapping[str, Any]) -> dict[str, Any]:
         return _lp_hyper(nx, hyper, self.method)
 
+    def _per_module(self, a: Num) -> Num:
+        """The scalar's gradient terms summed per module: one module here, shape ``(1,)``."""
+        return reduce_sum(a, tuple(range(a.ndim))).reshape(1)
+
     def forward(self, nx: Numerics, prec: Precision, inputs: Mapping[str, Num | None],
                 hyper: Mapping[str, Any]) -> dict[str, Num]:
         x, w = _xw(inputs, self.method)
@@ -81,8 +89,7 @@ class FixNorm:
         lh = self._hyper(nx, hyper)
         u = _prepare(nx, prec, x, lh).y
         dx = LP_NORM.vjp(nx, prec, {"x": x}, lh, w * g)["x"]
-        per_module = reduce_sum(g * u, tuple(range(x.ndim))).reshape(1)
-        return {"x": dx, "weight": _steps(nx).scale_gradient(per_module)}
+        return {"x": dx, "weight": _steps(nx).scale_gradient(self._per_module(g * u))}
 
     def jvp(self, nx: Numerics, prec: Precision, inputs: Mapping[str, Num | None],
             hyper: Mapping[str, Any], t: Mapping[str, Num]) -> Num:
@@ -102,11 +109,34 @@ class FixNorm:
         if "weight" in t:
             dx = dx + t["weight"] * LP_NORM.vjp(nx, prec, {"x": x}, lh, g)["x"]
         du = LP_NORM.jvp(nx, prec, {"x": x}, lh, t)
-        per_module = reduce_sum(g * du, tuple(range(x.ndim))).reshape(1)
-        return {"x": dx, "weight": _steps(nx).scale_gradient(per_module)}
+        return {"x": dx, "weight": _steps(nx).scale_gradient(self._per_module(g * du))}
+
+
+@dataclass(frozen=True)
+class ScaleNorm(FixNorm):
+    """scale_norm: fix_norm along the last axis, the leading axis indexing the M modules that
+    share the scalar; its gradient is summed per module, then over the modules."""
+
+    method: str = "scale_norm"
+
+    def _hyper(self, nx: Numerics, hyper: Mapping[str, Any]) -> dict[str, Any]:
+        return _lp_hyper(nx, hyper, self.method, axis=-1)
+
+    def _per_module(self, a: Num) -> Num:
+        if a.ndim < 2:
+            raise ValueError(f"argument 'x': got shape {a.shape}, expected (M, ..., D): a module "
+                             "axis and a hidden axis")
+        return reduce_sum(a, tuple(range(1, a.ndim))).reshape(a.shape[0])
+
+    def forward(self, nx: Numerics, prec: Precision, inputs: Mapping[str, Num | None],
+                hyper: Mapping[str, Any]) -> dict[str, Num]:
+        x, _ = _xw(inputs, self.method)
+        self._per_module(x)
+        return super().forward(nx, prec, inputs, hyper)
 
 
 FIX_NORM = FixNorm()
+SCALE_NORM = ScaleNorm()
 
-NUMPY_METHODS: dict[str, Any] = {"fix_norm": FIX_NORM}
+NUMPY_METHODS: dict[str, Any] = {"fix_norm": FIX_NORM, "scale_norm": SCALE_NORM}
 """This module's methods, keyed by name (registered in the adapter's METHODS table)."""
