@@ -120,6 +120,24 @@ def test_measure_warms_up_then_samples_within_the_budget() -> None:
     assert len(calls) == 3 + 4
 
 
+def test_kernel_and_copy_are_sampled_in_alternation() -> None:
+    order: list[str] = []
+    budget = timing.Budget(warmup=1, seconds=0.0, min_samples=3, max_samples=3)
+    kernel, copy = timing.measure_pair(lambda: order.append("k"), lambda: order.append("c"),
+                                       budget)
+    assert order == ["k", "c"] * 4  # the warm-up pair, then three
+    assert copy is not None
+    assert kernel.n == copy.n == 3
+
+
+def test_a_call_longer_than_the_budget_gets_three_samples() -> None:
+    ticks = iter(float(10 * i) for i in range(1000))  # every call takes 10 fake seconds
+    budget = timing.Budget(warmup=1, seconds=1.0, min_samples=5, max_samples=100)
+    stats, none = timing.measure_pair(lambda: None, None, budget, clock=lambda: next(ticks))
+    assert none is None
+    assert stats.n == 3
+
+
 def test_gbs() -> None:
     assert timing.gbs(2_000_000_000, 0.5) == 4.0
 

@@ -1,6 +1,9 @@
 """The benchmark run: every (method, shape, dtype, adapter variant, mode), timed, with its copy
 roofline measured in the same run on a buffer of the input's size.
 
+Each sample of a kernel is followed by a sample of the copy (see
+:func:`.timing.measure_pair`), so that kernel and roofline see the same machine load.
+
 An adapter with the benchmarking extension (:mod:`normspec.adapters.bench`) prepares each call
 on its device and times only the call; any other adapter is timed through the conformance
 protocol (``forward``, and ``forward`` then ``vjp``), conversions included, under the variant
@@ -21,7 +24,7 @@ import numpy as np
 from normspec.adapters.bench import Prepared, is_benchmarkable
 
 from . import bytes_model, machine, workloads
-from .timing import FULL, QUICK, Budget, Stats, gbs, measure
+from .timing import FULL, QUICK, Budget, Stats, gbs, measure_pair
 
 SCHEMA_ID = "normspec-bench/1"
 PROTOCOL = "protocol"
@@ -87,7 +90,8 @@ class Harness:
     variants: dict[str, dict[str, str | None]] = field(default_factory=dict)
     skipped: list[dict[str, Any]] = field(default_factory=list)
     results: list[dict[str, Any]] = field(default_factory=list)
-    _copies: dict[tuple[str, str, int], dict[str, Any] | None] = field(default_factory=dict)
+    _copies: dict[str, tuple[tuple[str, int], Callable[[], object] | None, str]] = field(
+        default_factory=dict)
 
     # --- planning ---
 
@@ -192,11 +196,16 @@ class Harness:
         return Prepared(run, None, note="the conformance protocol: float64 NumPy in and out, "
                                         "conversions included")
 
-    def _copy(self, adapter: Any, dtype: str, nbytes: int) -> dict[str, Any] | None:
-        ckey = (adapter.name, dtype, nbytes)
-        if ckey in self._copies:
-            return self._copies[ckey]
-        out: dict[str, Any] | None
+    def _copy(self, adapter: Any, dtype: str, nbytes: int
+              ) -> tuple[Callable[[], object] | None, str]:
+        """The copy kernel for ``nbytes`` (kept while the size stays, one per adapter), and
+        how it copies or why there is none."""
+        ckey = (dtype, nbytes)
+        held = self._copies.get(adapter.name)
+        if held is not None and held[0] == ckey:
+            return held[1], held[2]
+        self._copies.pop(adapter.name, None)  # free the last size's buffers first
+        run: Callable[[], object] | None = None
         try:
             if is_benchmarkable(adapter):
                 run = adapter.bench_copy(nbytes, dtype=dtype, device=self.config.device)
@@ -207,17 +216,11 @@ class Harness:
                 run = NumpyBench().bench_copy(nbytes, dtype=dtype, device="cpu")
                 how = "numpy copyto (the adapter has no bench_copy)"
             else:
-                run, how = None, ""
-            if run is None:
-                out = None
-            else:
-                stats = measure(run, self.config.timing)
-                out = {"nbytes": nbytes, "moved_bytes": 2 * nbytes, "how": how,
-                       "time_s": stats.as_dict(), "gbs": gbs(2 * nbytes, stats.median)}
+                how = f"no copy kernel on {self.config.device}: the adapter has no bench_copy"
         except Exception as exc:  # a copy that cannot run leaves the percentage unknown
-            out = {"nbytes": nbytes, "error": f"{type(exc).__name__}: {exc}"}
-        self._copies[ckey] = out
-        return out
+            run, how = None, f"copy failed: {type(exc).__name__}: {exc}"
+        self._copies[adapter.name] = (ckey, run, how)
+        return run, how
 
     def _one(self, item: Item, w: workloads.Workload) -> dict[str, Any]:
         adapter = self.adapters[item.adapter]
@@ -232,20 +235,27 @@ class Harness:
             "bytes": traffic.as_dict(), "dram": self._dram(x_bytes),
             "timing": PROTOCOL if item.variant == PROTOCOL else "prepared",
         }
+        copy_run, how = self._copy(adapter, item.dtype, x_bytes)
         try:
             prepared: Prepared | None = self._prepare(adapter, item, w)
             assert prepared is not None
             compile_s, note = prepared.compile_s, prepared.note
-            stats = measure(prepared.run, self.config.timing)
+            # kernel and copy sampled in alternation: the same load for both
+            stats, copy_stats = measure_pair(prepared.run, copy_run, self.config.timing)
         except NotImplementedError as exc:
             return {**record, "status": "skip", "reason": str(exc) or "not implemented"}
         except Exception as exc:
             return {**record, "status": "error", "reason": f"{type(exc).__name__}: {exc}"}
         finally:
-            prepared = None  # free the device buffers before the copy allocates its own
-        copy = self._copy(adapter, item.dtype, x_bytes)
+            prepared = None  # free the device buffers of this call
+        copy: dict[str, Any] = {"nbytes": x_bytes, "moved_bytes": 2 * x_bytes, "how": how}
+        copy_bw = None
+        if copy_stats is not None:
+            copy_bw = gbs(2 * x_bytes, copy_stats.median)
+            copy.update(time_s=copy_stats.as_dict(), gbs=copy_bw)
+        else:
+            copy["error"] = how
         bw = gbs(traffic.io, stats.median)
-        copy_bw = copy.get("gbs") if copy else None
         peak = self.peak()[0]
         return {**record, "status": "ok", "reason": "", "note": note,
                 **self._timed(stats, bw, traffic.total), "compile_s": compile_s,

@@ -63,18 +63,42 @@ FULL = Budget(warmup=2, seconds=0.5, min_samples=5, max_samples=200)
 def measure(run: Callable[[], object], budget: Budget,
             clock: Callable[[], float] = time.perf_counter) -> Stats:
     """Warm ``run`` up, then time it repeatedly within ``budget``."""
+    return measure_pair(run, None, budget, clock)[0]
+
+
+def measure_pair(run: Callable[[], object], copy: Callable[[], object] | None, budget: Budget,
+                 clock: Callable[[], float] = time.perf_counter
+                 ) -> tuple[Stats, Stats | None]:
+    """Time ``run`` and its copy roofline ``copy`` in alternation, one sample of each in turn.
+
+    Alternating puts both under the same conditions: on a shared or throttling machine the
+    load drifts over seconds, and a roofline measured at another moment could sit far above
+    or below the kernel's. Calls that take longer than the whole sampling budget get
+    ``min(3, min_samples)`` samples (a 4 s call needs no fifteen).
+    """
     for _ in range(budget.warmup):
+        start = clock()
         run()
+        first = clock() - start
+        if copy is not None:
+            copy()
+    wanted = budget.min_samples
+    if budget.warmup and first > budget.seconds:
+        wanted = min(3, budget.min_samples)
     samples: list[float] = []
+    copies: list[float] = []
     spent = 0.0
-    while len(samples) < budget.max_samples and (
-            len(samples) < budget.min_samples or spent < budget.seconds):
+    while len(samples) < budget.max_samples and (len(samples) < wanted or spent < budget.seconds):
         start = clock()
         run()
         elapsed = clock() - start
         samples.append(elapsed)
         spent += elapsed
-    return Stats.of(samples)
+        if copy is not None:
+            start = clock()
+            copy()
+            copies.append(clock() - start)
+    return Stats.of(samples), (Stats.of(copies) if copies else None)
 
 
 def gbs(nbytes: int, seconds: float) -> float:
@@ -82,4 +106,4 @@ def gbs(nbytes: int, seconds: float) -> float:
     return nbytes / seconds / 1e9 if seconds > 0 else float("inf")
 
 
-__all__ = ["FULL", "QUICK", "Budget", "Stats", "gbs", "measure"]
+__all__ = ["FULL", "QUICK", "Budget", "Stats", "gbs", "measure", "measure_pair"]
