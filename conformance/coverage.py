@@ -104,6 +104,9 @@ def reduced_axes(spec: CaseSpec) -> tuple[int, ...]:
         return (nd - 1,)
     if method in ("lp_norm", "fix_norm", "unit_norm"):
         return (_axis(spec, "axis"),)
+    if method == "weight_norm":  # every axis but the kept one (all for "none")
+        k = spec.hyper["kept_axis"]
+        return tuple(i for i in range(nd) if k == "none" or i != int(k) % nd)
     if method == "local_response_norm":
         return ()
     c = channel_axis(spec)
@@ -519,6 +522,30 @@ def one_nonzero(s: Sample) -> bool:
 def negative_weight(s: Sample) -> bool:
     w = s.vector.inputs.get("weight")
     return w is not None and bool(np.all(w < 0))
+
+
+def _kept_axis(spec: CaseSpec) -> int | None:
+    """weight_norm: the kept axis, normalized (None: one norm over the whole tensor)."""
+    k = spec.hyper["kept_axis"]
+    return None if k == "none" else int(k) % len(spec.shape)
+
+
+def _zero_slice(eps_positive: bool) -> Predicate:
+    """weight_norm: a slice whose norm is zero, with eps > 0 (w = 0) or eps = 0 (NaN)."""
+    def test(s: Sample) -> bool:
+        norm = s.vector.forward.get("norm")
+        return (norm is not None and bool(np.any(norm == 0))
+                and (float(s.spec.hyper["eps"]) > 0) == eps_positive)
+    return test
+
+
+def _eps_near_norm(s: Sample) -> bool:
+    """weight_norm: eps > 0 within two decades of some slice's squared norm (both count)."""
+    norm, eps = s.vector.forward.get("norm"), float(s.spec.hyper["eps"])
+    if norm is None or eps == 0:
+        return False
+    sq = norm[np.isfinite(norm)] ** 2
+    return bool(np.any((sq > 0) & (sq < 100 * eps)))
 
 
 # --- the tables ------------------------------------------------------------------------------
@@ -1045,6 +1072,40 @@ COVERAGE: Mapping[str, tuple[Row, ...]] = {
         *_SIZE_ROWS, *_EPS_ROWS, *_DIST_ROWS,
     ),
     "min_max_scale": _MIN_MAX_ROWS,
+    "weight_norm": (
+        Row("kept axis 0", "one norm per output channel of (O, I, ...): PyTorch's default dim=0",
+            lambda s: _kept_axis(s.spec) == 0, minimum=2),
+        Row("kept axis -1", "the last axis, Flax's default feature_axes=-1 (PyTorch's dim=-1 "
+            "is the whole tensor)", hyper("kept_axis", lambda k: k == -1), minimum=2),
+        Row("last axis as ndim - 1", "the last axis given positively: PyTorch's way to keep it",
+            lambda s: s.spec.hyper["kept_axis"] == len(s.spec.shape) - 1
+            and len(s.spec.shape) > 1),
+        Row("middle kept axis", "a kept axis neither first nor last",
+            lambda s: (k := _kept_axis(s.spec)) is not None and 0 < k < len(s.spec.shape) - 1),
+        Row("whole tensor", "kept_axis = 'none': PyTorch's dim=None/-1, Flax's feature_axes=None",
+            lambda s: _kept_axis(s.spec) is None, minimum=2),
+        _SEVERAL_AXES,
+        Row("1-d weight", "a vector: one-element slices or one norm",
+            lambda s: len(s.spec.shape) == 1, minimum=2),
+        Row("zero slice, eps = 0", "g * 0 / 0: NaN in that slice (PyTorch)", _zero_slice(False),
+            signal=False),
+        Row("zero slice, eps > 0", "w = 0 and a finite gradient (Flax)", _zero_slice(True),
+            minimum=2, signal=False),
+        Row("eps near the squared norm", "both terms of sqrt(norm^2 + eps) matter",
+            _eps_near_norm, minimum=2),
+        Row("g = 0", "w = 0, x's gradient 0, g's not", lambda s: bool(np.all(
+            s.vector.inputs["g"] == 0)), signal=False),
+        *_SIZE_ROWS, *_EPS_ROWS,
+        Row("normal input", "standard normal x", dist("normal")),
+        Row("tiny scale", "squares below the dtype's normal range", dist("tiny")),
+        Row("huge scale", "squares above the dtype's range", dist("huge")),
+        Row("mixed scales in one slice", "values six decades apart in one slice", mixed_scale,
+            dtypes=("float64", "float32", "bfloat16")),
+        Row("common offset", "every element near 1e3: w ~ g / sqrt(n)", offset_at_least(1e3)),
+        Row("NaN input", "NaN propagation (x or g)", lambda s: "nan" in (
+            s.spec.dists["x"].kind, s.spec.dists["g"].kind), minimum=2, signal=False),
+        Row("Inf input", "+-inf propagation", dist("inf"), signal=False),
+    ),
 }
 """Per method, the branches and conventions of its definition (see the module docstring)."""
 

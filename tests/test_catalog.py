@@ -125,8 +125,8 @@ def test_invalid_toml_names_the_file() -> None:
 
 def test_a_stray_catalog_file_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "layer_norm.toml").write_text(LAYER_NORM_CASE)
-    (tmp_path / "weight_norm.toml").write_text(LAYER_NORM_CASE)
-    with pytest.raises(ValueError, match=r"\['weight_norm\.toml'\] name no method"):
+    (tmp_path / "no_such_norm.toml").write_text(LAYER_NORM_CASE)
+    with pytest.raises(ValueError, match=r"\['no_such_norm\.toml'\] name no method"):
         catalog_methods(tmp_path)
 
 
@@ -163,6 +163,9 @@ def reduction_size(case: CaseSpec) -> int | None:
         return shape[-1]
     if method in ("lp_norm", "fix_norm", "unit_norm"):
         return shape[_axis(case, "axis")]
+    if method == "weight_norm":  # every axis but the kept one (all for "none")
+        k = case.hyper["kept_axis"]
+        return math.prod(shape) // (1 if k == "none" else shape[int(k) % len(shape)])
     if method == "local_response_norm":
         size = case.hyper["size"]
         assert isinstance(size, int)

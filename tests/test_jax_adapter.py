@@ -145,10 +145,15 @@ CASES += (
 CASES += (
     Case("fix_norm", "axis=0", (5, 3), {"axis": 0, "eps": 1e-12}, ("weight",)),
 )
+CASES += (
+    Case("weight_norm", "conv-kept=0", (4, 3, 2), {"kept_axis": 0, "eps": 0.0}, ("g",)),
+)
 FIRST_CASES = tuple(next(c for c in CASES if c.method == m) for m in reference.METHODS)
 
 
 def _param_shape(case: Case) -> tuple[int, ...]:
+    if case.method == "weight_norm":  # g: x's shape with the normalized axes 1
+        return tuple(d if i == 0 else 1 for i, d in enumerate(case.shape))
     if case.method in ("fix_norm", "scale_norm"):  # one scalar g
         return ()
     if case.method in ("layer_norm", "rms_norm"):
@@ -452,7 +457,7 @@ def test_inputs_not_representable_in_the_dtype_are_refused() -> None:
     ({"hyper": {"axis": -1, "eps": 1e-5, "momentum": 0.1}}, TypeError, "momentum"),
     ({"dtype": "float8"}, ValueError, "argument 'dtype'"),
     ({"device": "tpu"}, ValueError, "argument 'device'"),
-    ({"method": "weight_norm"}, ValueError, "argument 'method'"),
+    ({"method": "no_such_norm"}, ValueError, "argument 'method'"),
 ])
 def test_bad_calls_raise_naming_the_argument(kwargs: dict[str, Any], error: type[Exception],
                                              match: str) -> None:

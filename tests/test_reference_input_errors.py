@@ -46,6 +46,7 @@ CALLS: dict[str, tuple[tuple[int, ...], dict[str, Any]]] = {
                                          "channel_axis": -1, "eps": 1e-6}),
     "min_max_scale": ((4, 3), {"training": True, "axis": [0], "range_min": 0.0,
                                "range_max": 1.0, "clip": False}),
+    "weight_norm": ((4, 3), {"g": np.ones((4, 1)), "kept_axis": 0, "eps": 0.0}),
 }
 
 

@@ -220,7 +220,7 @@ def test_support_is_native_on_cpu(method: str, dtype: str) -> None:
 
 
 @pytest.mark.parametrize(("method", "dtype", "device", "needle"), [
-    ("weight_norm", "float32", "cpu", "unknown method"),
+    ("no_such_norm", "float32", "cpu", "unknown method"),
     ("layer_norm", "float8", "cpu", "unknown dtype"),
     ("layer_norm", "float32", "tpu", "unknown device"),
 ], ids=["method", "dtype", "device"])
@@ -241,7 +241,8 @@ def test_cuda_is_unsupported_without_a_device() -> None:
 
 def test_unsupported_call_raises_naming_the_reason() -> None:
     with pytest.raises(ValueError, match="unknown method"):
-        ADAPTER.forward("weight_norm", {"x": np.ones((2, 2))}, {}, dtype="float32", device="cpu")
+        ADAPTER.forward("no_such_norm", {"x": np.ones((2, 2))}, {}, dtype="float32",
+                        device="cpu")
 
 
 def test_missing_hyperparameter_is_named() -> None:

@@ -56,6 +56,7 @@ from . import min_max_scale as _minmax
 from . import mixed_eval_batch_norm as _mixed
 from . import sequence_batch_norm as _seq
 from . import standardize as _standardize
+from . import weight_norm as _wn
 
 if TYPE_CHECKING:
     import jax
@@ -396,5 +397,6 @@ TRANSLATIONS: Mapping[str, Translation] = {
     "min_max_scale": Translation("composed", _minmax.API, ("x",),
                                  _minmax.min_max_scale,
                                  state=("data_min", "data_max")),
+    "weight_norm": Translation("native", _wn.API, ("x", "g"), _wn.weight_norm),
 }
 """Every method the adapter runs, keyed by the reference's method name."""

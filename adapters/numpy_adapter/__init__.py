@@ -63,6 +63,7 @@ from ._precision import Num, Precision, precision
 from ._sequence_batch_norm import SEQUENCE_BATCH_NORM
 from ._standardize import STANDARDIZE
 from ._sync_batch_norm import SYNC_BATCH_NORM
+from ._weight_norm import WEIGHT_NORM
 
 METHODS: dict[str, MethodImpl] = {
     "batch_norm": BATCH_NORM,
@@ -85,6 +86,7 @@ METHODS: dict[str, MethodImpl] = {
     "standardize": STANDARDIZE,
     "global_response_norm": GLOBAL_RESPONSE_NORM,
     "min_max_scale": MIN_MAX_SCALE,
+    "weight_norm": WEIGHT_NORM,
 }
 """The methods this adapter implements."""
 

@@ -31,7 +31,8 @@ METHODS: tuple[str, ...] = ("batch_norm", "layer_norm", "rms_norm", "instance_no
                             "adaptive_instance_norm", "conditional_instance_norm",
                             "sync_batch_norm", "sequence_batch_norm", "standardize",
                             "adaptive_layer_norm",
-                            "global_response_norm", "min_max_scale")
+                            "global_response_norm", "min_max_scale",
+                            "weight_norm")
 """Methods this adapter translates (all of :data:`normspec.reference.METHODS`)."""
 
 _API: dict[str, str] = {
@@ -79,6 +80,10 @@ _API: dict[str, str] = {
     "min_max_scale": "composed (PyTorch has no fitted scaler): torch.amin and "
                      "torch.amax (fit) or the given extremes (apply), torch.clamp "
                      "under clip; see adapters/torch_adapter/min_max_scale.py",
+    "weight_norm": "torch.nn.utils.parametrizations.weight_norm (torch._weight_norm), "
+                   "dim = kept_axis % ndim or None; eps > 0 composed (PyTorch has no "
+                   "eps); the deprecated hook runs as the variant "
+                   "torch-weight-norm-hook; see adapters/torch_adapter/weight_norm.py",
 }
 _COMPOSED = frozenset({"adaptive_instance_norm", "fix_norm", "conditional_instance_norm",
                        "ghost_batch_norm", "batch_renorm", "mixed_eval_batch_norm",
@@ -231,6 +236,10 @@ class TorchAdapter(TorchBench):
         base = self.support(method, dtype, device)
         if base.supported and method in _DISTRIBUTED:
             return DISTRIBUTED.case_support(method, inputs, hyper, dtype=dtype, device=device)
+        if base.supported and method == "weight_norm":  # eps > 0: composed
+            from . import weight_norm as _wn
+
+            return _wn.case_support(base, inputs, hyper, dtype, device)
         if (base.supported and method == "batch_norm" and is_tracking(inputs, hyper)
                 and hyper.get("running_var_estimator") == "biased"):
             return Support(True, "composed", _BIASED_RUNNING_VAR)

@@ -44,6 +44,7 @@ from . import min_max_scale as _minmax
 from . import mixed_eval_batch_norm as _mixed
 from . import sequence_batch_norm as _seq
 from . import standardize as _standardize
+from . import weight_norm as _wn
 
 Tensors = Mapping[str, Tensor | None]
 Result = tuple[Tensor, dict[str, Tensor]]
@@ -340,5 +341,6 @@ TRANSLATIONS: dict[str, Translation] = {
                                         _grn.global_response_norm),
     "min_max_scale": Translation(("x",), (), _minmax.API, _minmax.min_max_scale,
                                  ("data_min", "data_max")),
+    "weight_norm": Translation(("x", "g"), (), _wn.API, _wn.weight_norm),
 }
 """Every method of :data:`normspec.reference.METHODS`, keyed by name."""

@@ -4,9 +4,9 @@ PyTorch has two weight-norm APIs, and both compute ``torch._weight_norm(v, g, di
 
 * the parametrization ``torch.nn.utils.parametrizations.weight_norm(module, name, dim=0)``
   (``g``, ``v`` are ``parametrizations.<name>.original0`` and ``original1``), used by
-  :data:`TRANSLATION` and so by the registered ``torch`` adapter;
+  :func:`weight_norm` and so by the registered ``torch`` adapter;
 * the deprecated forward pre-hook ``torch.nn.utils.weight_norm(module, name, dim=0)``
-  (``<name>_g``, ``<name>_v``; a FutureWarning), used by :data:`HOOK_TRANSLATION` and the
+  (``<name>_g``, ``<name>_v``; a FutureWarning), used by :func:`weight_norm_hook` and the
   adapter variant :data:`HOOK_ADAPTER` (``normspec run --adapter
   normspec.adapters.torch_adapter.weight_norm:HOOK_ADAPTER --method weight_norm``), reported
   under its own name ``torch-weight-norm-hook`` against the same vectors.
@@ -39,7 +39,6 @@ from .._hyper import real as _float
 from ..protocol import Array, Support
 from .adapter import TorchAdapter
 from .adapter import _Call as _AdapterCall
-from .methods import Translation
 
 API = ("torch.nn.utils.parametrizations.weight_norm (torch._weight_norm) with dim = kept_axis "
        "% ndim or None for 'none'; eps = 0 only: a case with eps > 0 is composed (PyTorch has no "
@@ -161,13 +160,16 @@ def weight_norm_hook(t: Mapping[str, Tensor | None], hyper: Mapping[str, Any],
     return _run(_hook, t, hyper), {}
 
 
-TRANSLATION = Translation(("x", "g"), (), API, weight_norm)
-HOOK_TRANSLATION = Translation(("x", "g"), (), HOOK_API, weight_norm_hook)
-
-
-def case_support(base: Support, hyper: Mapping[str, Any]) -> Support:
-    """A case with ``eps > 0`` is composed; ``eps = 0`` is the native API."""
-    if base.supported and float(hyper.get("eps", 0.0)) != 0.0:
+def case_support(base: Support, inputs: Mapping[str, Array | None], hyper: Mapping[str, Any],
+                 dtype: str, device: str) -> Support:
+    """A case with ``eps > 0`` is composed; ``eps = 0`` is the native API. Builds the case's
+    modules (:func:`prepare`): the runner asks this before any derivative call of the case."""
+    if not base.supported:
+        return base
+    x = inputs.get("x")
+    if x is not None:
+        prepare(tuple(x.shape), hyper, getattr(torch, dtype), torch.device(device))
+    if float(hyper.get("eps", 0.0)) != 0.0:
         return Support(True, "composed", COMPOSED)
     return base
 
@@ -187,7 +189,8 @@ class HookAdapter(TorchAdapter):
     def _prepare(self, method: str, inputs: Mapping[str, Array | None],
                  hyper: Mapping[str, Any], dtype: str, device: str) -> _AdapterCall:
         call = super()._prepare(method, inputs, hyper, dtype, device)
-        return replace(call, translation=HOOK_TRANSLATION)
+        return replace(call, translation=replace(call.translation, api=HOOK_API,
+                                                 run=weight_norm_hook))
 
 
 HOOK_ADAPTER = HookAdapter()

@@ -71,6 +71,10 @@ from . import (
     unbiased_normalization,
     vjp_stats_constant,
     weight_grad_wrong_axes,
+    wn_eps_floor,
+    wn_eps_outside_sqrt,
+    wn_minus_one_whole,
+    wn_norm_detached,
 )
 
 _MODULES = (
@@ -151,6 +155,11 @@ _MODULES = (
     # the L2 methods (fix_norm, scale_norm, unit_norm): the scalar's gradient, the axis
     l2_scale_detached,
     l2_last_axis,
+    # weight_norm: PyTorch's dim=-1 convention, eps placement and floor, the norm detached
+    wn_minus_one_whole,
+    wn_eps_outside_sqrt,
+    wn_eps_floor,
+    wn_norm_detached,
 )
 
 MUTANTS: dict[str, Adapter] = {module.MUTANT.name: module.MUTANT for module in _MODULES}
@@ -224,6 +233,10 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "mutant-rms-bias-before-scale": ("rms_norm",),
     "mutant-l2-scale-detached": ("fix_norm",),
     "mutant-l2-last-axis": ("fix_norm",),
+    "mutant-wn-minus-one-whole": ("weight_norm",),
+    "mutant-wn-eps-outside-sqrt": ("weight_norm",),
+    "mutant-wn-eps-floor": ("weight_norm",),
+    "mutant-wn-norm-detached": ("weight_norm",),
 }
 """The methods each mutant's bug class lives in: it must be killed in every one of them, and
 the mutation score per method (docs/coverage.md) counts it there."""

@@ -77,6 +77,13 @@ ERRATA: dict[str, tuple[str, str]] = {
             "g*beta*x*scale^(-beta-1), which overflows float32 for tiny x with k=0 although "
             "the input gradient fits (inf/NaN); passes in float64 rounded once",
             f"{E} (T14); torch/nn/functional.py local_response_norm"),
+    "T17": ("torch.func.jvp through torch._weight_norm raises: dim 0 or ndim-1 dispatches "
+            "to _weight_norm_interface, which has no forward-AD formula "
+            "(NotImplementedError); dim=None (-1, the whole tensor) builds a tangent of the "
+            "wrong shape (RuntimeError); forward and VJP pass",
+            f"{E} (T17); measured on torch 2.13.0 CPU: torch.func.jvp of "
+            "torch._weight_norm(v, g, 0) raises NotImplementedError for "
+            "_weight_norm_interface"),
 }
 """Erratum id -> (ledger reason, evidence), in the order the ledger lists them."""
 
@@ -88,6 +95,8 @@ MESSAGE_RULES: tuple[tuple[str, str], ...] = (
     ("more than 1 value per channel", "T2"),
     ("more than 1 spatial element", "T3"),
     ("view size is not compatible", "T5"),
+    ("forward AD with _weight_norm_interface", "T17"),
+    ("forward gradient that has a different size", "T17"),
 )
 OFFSET_RATIO = 1e2
 """|mean|/std above which T13 applies: its error grows like the ratio squared while the budget
