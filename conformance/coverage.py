@@ -107,6 +107,8 @@ def reduced_axes(spec: CaseSpec) -> tuple[int, ...]:
     if method == "weight_norm":  # every axis but the kept one (all for "none")
         k = spec.hyper["kept_axis"]
         return tuple(i for i in range(nd) if k == "none" or i != int(k) % nd)
+    if method == "gradient_normalization":
+        return _gn_axes(spec)
     if method == "local_response_norm":
         return ()
     c = channel_axis(spec)
@@ -495,6 +497,34 @@ def zero_norm_channel(s: Sample) -> bool:
     norm's subgradient 0 enters the gradient of the others)."""
     gx = s.vector.forward.get("gx")
     return gx is not None and bool(np.any(np.any(gx == 0, axis=1) & np.any(gx > 0, axis=1)))
+
+
+def _gn_axes(spec: CaseSpec) -> tuple[int, ...]:
+    """gradient_normalization: the axes its gradient norm runs over."""
+    return tuple(sorted({int(a) % len(spec.shape) for a in str(spec.hyper["axis"]).split(",")}))
+
+
+def _gn_norms(s: Sample) -> FloatArray:
+    """gradient_normalization: the norm of each row of the cotangent (float64, NaN kept)."""
+    axes = _gn_axes(s.spec)
+    g = np.asarray(s.vector.cotangent, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        return np.sqrt(np.sum(g * g, axis=axes))
+
+
+def _gn_cotangent(kind: str) -> Predicate:
+    return lambda s: s.spec.cotangent is not None and s.spec.cotangent.kind == kind
+
+
+def _gn_zero(s: Sample) -> bool:
+    c = s.spec.cotangent
+    return c is not None and c.kind == "constant" and c.get("value") == 0.0
+
+
+def _gn_eps_active(s: Sample) -> bool:
+    """Some row's gradient norm is finite and below eps: the floor divides it."""
+    n = _gn_norms(s)
+    return bool(np.any(np.isfinite(n) & (n < float(s.spec.hyper["eps"]))))
 
 
 def zero_weight(s: Sample) -> bool:
@@ -1072,6 +1102,32 @@ COVERAGE: Mapping[str, tuple[Row, ...]] = {
         *_SIZE_ROWS, *_EPS_ROWS, *_DIST_ROWS,
     ),
     "min_max_scale": _MIN_MAX_ROWS,
+    "gradient_normalization": (
+        Row("several normalized axes", "one norm spans two or more axes of size > 1",
+            several_axes),
+        Row("not the last axis", "the normalized axes are not just the last one",
+            lambda s: _gn_axes(s.spec) != (len(s.spec.shape) - 1,), minimum=2),
+        Row("whole tensor", "one norm over every axis",
+            lambda s: len(_gn_axes(s.spec)) == len(s.spec.shape) > 1),
+        Row("n = 1", "rows of one value: the gradient becomes its sign",
+            size_is(lambda n: n == 1)),
+        Row("n > 1000", "long reduction", size_is(lambda n: n > 1000)),
+        Row("zero gradient", "g = 0 stays 0 (eps > 0) or is 0 / 0 = NaN (eps = 0)", _gn_zero,
+            minimum=2),
+        Row("eps active", "some row's norm is below eps: g / eps", _gn_eps_active, minimum=2),
+        Row("eps = 0", "no floor", eps_zero, minimum=2),
+        Row("huge gradient", "the dtype's huge scale in the cotangent", _gn_cotangent("huge"),
+            minimum=2),
+        Row("tiny gradient", "the dtype's tiny scale in the cotangent", _gn_cotangent("tiny"),
+            minimum=2),
+        Row("mixed scales in one row", "gradients decades apart in one norm",
+            _gn_cotangent("decades")),
+        Row("NaN gradient", "NaN propagates through its row", _gn_cotangent("nan")),
+        Row("Inf gradient", "inf / inf = NaN at the infinite component", _gn_cotangent("inf")),
+        Row("NaN input", "the forward copies NaN", dist("nan")),
+        Row("normal gradient", "standard normal cotangent", lambda s: s.spec.cotangent is None,
+            minimum=5),
+    ),
     "weight_norm": (
         Row("kept axis 0", "one norm per output channel of (O, I, ...): PyTorch's default dim=0",
             lambda s: _kept_axis(s.spec) == 0, minimum=2),
@@ -1139,6 +1195,9 @@ class MethodCoverage:
     rows: tuple[RowCoverage, ...]
     degenerate: Mapping[str, tuple[str, ...]]
     """dtype -> cases whose output does not carry the input."""
+    not_applicable: Mapping[str, str] = field(default_factory=dict)
+    """Checks the method declares not applicable (check -> reason): its vectors hold
+    none, and a run reports them so."""
 
 
 @cache
@@ -1188,8 +1247,10 @@ def method_coverage(method: str, manifest: Manifest | None = None) -> MethodCove
             dropped[dtype] = tuple(dict.fromkeys(s.spec.name for s in hits
                                                  if s.spec.name not in keep))
         rows.append(RowCoverage(row, counted, dropped))
+    declared = (manifest if manifest is not None else _manifest()).not_applicable(method)
     return MethodCoverage(method, tuple(rows),
-                          {d: tuple(sorted(v)) for d, v in flat.items() if v})
+                          {d: tuple(sorted(v)) for d, v in flat.items() if v},
+                          declared)
 
 
 # --- mutation score ----------------------------------------------------------------------------
@@ -1248,6 +1309,10 @@ def _union(cov: RowCoverage) -> list[str]:
     return list(seen)
 
 
+def _md(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
 def coverage_markdown(coverages: Sequence[MethodCoverage]) -> str:
     lines = [PAGE_TITLE, "", _INTRO]
     for mc in coverages:
@@ -1265,6 +1330,11 @@ def coverage_markdown(coverages: Sequence[MethodCoverage]) -> str:
             lines += ["", "Not counted (output independent of the input): " + "; ".join(
                 f"{d}: " + ", ".join(f"`{n}`" for n in names)
                 for d, names in mc.degenerate.items()) + "."]
+        if mc.not_applicable:
+            lines += ["", "Not applicable (no vectors; every run reports these checks as "
+                      "not applicable): " + "; ".join(
+                          f"{check}: {_md(reason)}" for check, reason
+                          in mc.not_applicable.items()) + "."]
         lines.append("")
     return "\n".join(lines)
 

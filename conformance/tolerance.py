@@ -232,6 +232,10 @@ def reduction_size(case: CaseLike) -> int:
     for key, stat in _forward(case).items():
         if key not in ("y", "num_batches_tracked") and 0 < stat.size < x.size:
             return max(x.size // stat.size, 1)
+    if case.method == "gradient_normalization":  # no statistic: the gradient's norm spans
+        from normspec.reference import gradient_normalization as _gn  # the normalized axes
+
+        return _gn.layout(x.shape, axis=case.hyper["axis"]).n
     if case.method in ("batch_norm", "sync_batch_norm"):  # evaluation: no batch statistics
         channels = case.inputs["running_mean"].size
         return max(x.size // max(channels, 1), 1)

@@ -43,6 +43,7 @@ METHODS: tuple[str, ...] = (
     "conditional_instance_norm",
     "standardize",
     "min_max_scale",
+    "gradient_normalization",
     "weight_norm",
 )
 

@@ -41,6 +41,7 @@ from ._checks import (
     check_ndim,
     check_nonempty_reduction,
     cotangent_like,
+    directions,
 )
 from ._layout import Layout
 from .standardize import check_axes, layout_for
@@ -105,16 +106,20 @@ def vjp(x: object, *, cotangent: object, axis: Axes, eps: float) -> dict[str, Fl
 
 
 def jvp(x: object, *, tangent: Mapping[str, object], axis: Axes, eps: float) -> FloatArray:
-    """Not defined for this method (``NOT_APPLICABLE["jvp"]``): raises NotImplementedError."""
-    _setup(x, axis, eps)
+    """Not defined for this method (``NOT_APPLICABLE["jvp"]``): raises NotImplementedError
+    once the arguments are valid."""
+    xa, _, _ = _setup(x, axis, eps)
+    directions("tangent", tangent, {"x": xa})
     raise NotImplementedError(f"gradient_normalization.jvp: {NOT_APPLICABLE['jvp']}")
 
 
 def second_order(x: object, *, cotangent: object, tangent: Mapping[str, object], axis: Axes,
                  eps: float) -> dict[str, FloatArray]:
     """Not defined for this method (``NOT_APPLICABLE["second_order"]``): raises
-    NotImplementedError."""
-    _setup(x, axis, eps)
+    NotImplementedError once the arguments are valid."""
+    xa, _, _ = _setup(x, axis, eps)
+    cotangent_like(cotangent, xa.shape)
+    directions("tangent", tangent, {"x": xa})
     raise NotImplementedError(
         f"gradient_normalization.second_order: {NOT_APPLICABLE['second_order']}")
 

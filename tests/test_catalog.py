@@ -153,6 +153,9 @@ def _axis(case: CaseSpec, name: str, default: int | None = None) -> int:
 def reduction_size(case: CaseSpec) -> int | None:
     """Values per statistic (None: the case has no reduction, e.g. batch_norm evaluation)."""
     shape, method = case.shape, case.method
+    if method == "gradient_normalization":  # the gradient's norm spans the axes
+        return math.prod(shape[int(a) % len(shape)]
+                         for a in str(case.hyper["axis"]).split(","))
     if method in ("standardize", "min_max_scale"):  # fits reduce their axis list
         if case.hyper.get("training") is not True:
             return None
@@ -241,6 +244,9 @@ def _meets(case: CaseSpec, requirement: str) -> bool:
         return case.hyper.get("batch_stat_weight") == "cumulative"
     if requirement in ("unbiased", "biased"):
         return case.hyper.get("running_var_estimator") == requirement and bool(case.state)
+    if case.method == "gradient_normalization" and case.cotangent is not None:
+        # defined by its backward pass: the cotangent carries the distribution
+        return requirement in (case.cotangent.kind, case.dists["x"].kind)
     return case.dists["x"].kind == requirement
 
 

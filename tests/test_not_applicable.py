@@ -229,3 +229,15 @@ def test_the_pytest_plugin_skips_with_the_reason(pytester: pytest.Pytester,
     result.assert_outcomes(passed=2, skipped=2)
     result.stdout.fnmatch_lines([f"*not applicable: jvp is not applicable to layer_norm: "
                                  f"{REASON['jvp']}*"])
+
+
+def test_the_coverage_page_lists_the_checks_not_applicable(tmp_path: Path) -> None:
+    from normspec.conformance.coverage import coverage_markdown, method_coverage
+
+    own = load_manifest(str(build_vectors(tmp_path, ("gradient_normalization", "lp_norm"))))
+    mc = method_coverage("gradient_normalization", own)
+    assert set(mc.not_applicable) == {"jvp", "second_order"}
+    page = coverage_markdown([mc])
+    assert "Not applicable (no vectors; every run reports these checks as not applicable): " \
+           "jvp: gradient_normalization is defined by its backward pass" in page
+    assert not method_coverage("lp_norm", own).not_applicable

@@ -33,6 +33,7 @@ COMPOSED = ("adaptive_instance_norm", "fix_norm", "conditional_instance_norm",
             "mixed_eval_batch_norm", "batch_instance_norm",
             "standardize",
             "adaptive_layer_norm",
+            "gradient_normalization",
             "global_response_norm", "min_max_scale")
 """Methods PyTorch has no operator for: composed from its primitives and labelled so."""
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(),

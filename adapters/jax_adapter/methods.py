@@ -51,6 +51,7 @@ from . import batch_renorm as _renorm
 from . import conditional_instance_norm as _cin
 from . import ghost_batch_norm as _ghost
 from . import global_response_norm as _grn
+from . import gradient_normalization as _gradnorm
 from . import l2_scale as _l2
 from . import min_max_scale as _minmax
 from . import mixed_eval_batch_norm as _mixed
@@ -397,6 +398,8 @@ TRANSLATIONS: Mapping[str, Translation] = {
     "min_max_scale": Translation("composed", _minmax.API, ("x",),
                                  _minmax.min_max_scale,
                                  state=("data_min", "data_max")),
+    "gradient_normalization": Translation("composed", _gradnorm.API, ("x",),
+                                          _gradnorm.gradient_normalization),
     "weight_norm": Translation("native", _wn.API, ("x", "g"), _wn.weight_norm),
 }
 """Every method the adapter runs, keyed by the reference's method name."""

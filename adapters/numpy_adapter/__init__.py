@@ -52,6 +52,7 @@ from ._conditional_instance_norm import CONDITIONAL_INSTANCE_NORM
 from ._geometry import Geometry
 from ._ghost_batch_norm import GHOST_BATCH_NORM
 from ._global_response_norm import GLOBAL_RESPONSE_NORM
+from ._gradient_normalization import GRADIENT_NORMALIZATION
 from ._l2_scale import FIX_NORM
 from ._lp_norm import LP_NORM
 from ._lrn import LOCAL_RESPONSE_NORM
@@ -86,6 +87,7 @@ METHODS: dict[str, MethodImpl] = {
     "standardize": STANDARDIZE,
     "global_response_norm": GLOBAL_RESPONSE_NORM,
     "min_max_scale": MIN_MAX_SCALE,
+    "gradient_normalization": GRADIENT_NORMALIZATION,
     "weight_norm": WEIGHT_NORM,
 }
 """The methods this adapter implements."""

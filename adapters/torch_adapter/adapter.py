@@ -31,6 +31,7 @@ METHODS: tuple[str, ...] = ("batch_norm", "layer_norm", "rms_norm", "instance_no
                             "adaptive_instance_norm", "conditional_instance_norm",
                             "sync_batch_norm", "sequence_batch_norm", "standardize",
                             "adaptive_layer_norm",
+                            "gradient_normalization",
                             "global_response_norm", "min_max_scale",
                             "weight_norm")
 """Methods this adapter translates (all of :data:`normspec.reference.METHODS`)."""
@@ -77,6 +78,10 @@ _API: dict[str, str] = {
     "global_response_norm": "composed (PyTorch has no GRN operator): torch.linalg.vector_norm "
                             "over the spatial axes, the channel mean plus eps, the residual; see "
                             "adapters/torch_adapter/global_response_norm.py",
+    "gradient_normalization": "composed (PyTorch has no gradient normalization): a "
+                              "torch.autograd.Function, identity forward, F.normalize "
+                              "of the gradient backward; see "
+                              "adapters/torch_adapter/gradient_normalization.py",
     "min_max_scale": "composed (PyTorch has no fitted scaler): torch.amin and "
                      "torch.amax (fit) or the given extremes (apply), torch.clamp "
                      "under clip; see adapters/torch_adapter/min_max_scale.py",
@@ -89,6 +94,7 @@ _COMPOSED = frozenset({"adaptive_instance_norm", "fix_norm", "conditional_instan
                        "ghost_batch_norm", "batch_renorm", "mixed_eval_batch_norm",
                        "batch_instance_norm", "sequence_batch_norm", "standardize",
                        "adaptive_layer_norm",
+                       "gradient_normalization",
                        "global_response_norm", "min_max_scale"})
 """Methods PyTorch has no operator for: the result is composed from its primitives."""
 _LRN_HALF_CPU = (

@@ -39,6 +39,7 @@ from . import batch_renorm as _renorm
 from . import conditional_instance_norm as _cin
 from . import ghost_batch_norm as _ghost
 from . import global_response_norm as _grn
+from . import gradient_normalization as _gradnorm
 from . import l2_scale as _l2
 from . import min_max_scale as _minmax
 from . import mixed_eval_batch_norm as _mixed
@@ -341,6 +342,8 @@ TRANSLATIONS: dict[str, Translation] = {
                                         _grn.global_response_norm),
     "min_max_scale": Translation(("x",), (), _minmax.API, _minmax.min_max_scale,
                                  ("data_min", "data_max")),
+    "gradient_normalization": Translation(("x",), (), _gradnorm.API,
+                                          _gradnorm.gradient_normalization),
     "weight_norm": Translation(("x", "g"), (), _wn.API, _wn.weight_norm),
 }
 """Every method of :data:`normspec.reference.METHODS`, keyed by name."""

@@ -29,6 +29,10 @@ from . import (
     ghost_strided,
     ghost_update_per_ghost,
     ghost_whole_batch,
+    gn_eps_added,
+    gn_forward_normalized,
+    gn_last_axis_only,
+    gn_unnormalized,
     grn_channel_sum,
     grn_nan_at_zero_norm,
     grn_no_residual,
@@ -150,6 +154,11 @@ _MODULES = (
     minmax_zero_range_nan,
     minmax_no_clip,
     minmax_first_tie,
+    # gradient normalization: the axes, the eps rule, the backward, the forward
+    gn_last_axis_only,
+    gn_eps_added,
+    gn_unnormalized,
+    gn_forward_normalized,
     # rms_norm's bias: added after the scale
     rms_bias_before_scale,
     # the L2 methods (fix_norm, scale_norm, unit_norm): the scalar's gradient, the axis
@@ -231,6 +240,10 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "mutant-minmax-no-clip": ("min_max_scale",),
     "mutant-minmax-first-tie": ("min_max_scale",),
     "mutant-rms-bias-before-scale": ("rms_norm",),
+    "mutant-gn-last-axis-only": ("gradient_normalization",),
+    "mutant-gn-eps-added": ("gradient_normalization",),
+    "mutant-gn-unnormalized": ("gradient_normalization",),
+    "mutant-gn-forward-normalized": ("gradient_normalization",),
     "mutant-l2-scale-detached": ("fix_norm",),
     "mutant-l2-last-axis": ("fix_norm",),
     "mutant-wn-minus-one-whole": ("weight_norm",),
