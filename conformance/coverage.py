@@ -100,7 +100,7 @@ def reduced_axes(spec: CaseSpec) -> tuple[int, ...]:
         return tuple(sorted({int(a) % nd for a in str(spec.hyper["axis"]).split(",")}))
     if method in ("layer_norm", "rms_norm"):
         return tuple(range(_axis(spec, "axis"), nd))
-    if method == "adaptive_layer_norm":  # layer norm over the last axis
+    if method in ("adaptive_layer_norm", "scale_norm"):  # the last axis
         return (nd - 1,)
     if method in ("lp_norm", "fix_norm", "unit_norm"):
         return (_axis(spec, "axis"),)
@@ -1085,6 +1085,14 @@ COVERAGE: Mapping[str, tuple[Row, ...]] = {
         *_L2_ROWS, _AXIS_NOT_LAST,
         Row("g = 0", "y = 0, yet g's gradient sum(g u) is not", zero_weight, signal=False),
         Row("g < 0", "a negative scalar", negative_weight),
+    ),
+    "scale_norm": (
+        *_L2_ROWS,
+        Row("M > 1 modules", "one g' for several modules: its gradient sums over them",
+            lambda s: s.spec.shape[0] > 1, minimum=2),
+        Row("M = 1", "a single module", lambda s: s.spec.shape[0] == 1),
+        Row("g' = 0", "y = 0, yet the gradient of g' is not", zero_weight, signal=False),
+        Row("g' < 0", "a negative scalar", negative_weight),
     ),
     "global_response_norm": (
         _SEVERAL_AXES, *_CHANNEL_ROWS,

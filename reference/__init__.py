@@ -30,6 +30,7 @@ METHODS: tuple[str, ...] = (
     "group_norm",
     "lp_norm",
     "fix_norm",
+    "scale_norm",
     "local_response_norm",
     "ghost_batch_norm",
     "batch_renorm",

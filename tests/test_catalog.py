@@ -162,7 +162,7 @@ def reduction_size(case: CaseSpec) -> int | None:
         return math.prod(shape[int(a) % len(shape)] for a in str(case.hyper["axis"]).split(","))
     if method in ("layer_norm", "rms_norm"):
         return math.prod(shape[_axis(case, "axis"):])
-    if method == "adaptive_layer_norm":  # layer norm over the last axis
+    if method in ("adaptive_layer_norm", "scale_norm"):  # over the last axis
         return shape[-1]
     if method in ("lp_norm", "fix_norm", "unit_norm"):
         return shape[_axis(case, "axis")]

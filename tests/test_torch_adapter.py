@@ -28,7 +28,7 @@ from normspec.reference import get  # noqa: E402
 # scale, times the conditioning of these mild, seeded inputs. 1e-11 relative leaves that ~45x
 # room and is nine orders of magnitude below any convention error.
 RTOL64 = 1e-11
-COMPOSED = ("adaptive_instance_norm", "fix_norm", "conditional_instance_norm",
+COMPOSED = ("adaptive_instance_norm", "fix_norm", "scale_norm", "conditional_instance_norm",
             "ghost_batch_norm", "batch_renorm", "sync_batch_norm", "sequence_batch_norm",
             "mixed_eval_batch_norm", "batch_instance_norm",
             "standardize",

@@ -366,6 +366,8 @@ TRANSLATIONS: Mapping[str, Translation] = {
     "lp_norm": Translation("composed", "jax.numpy composition: x / max(jnp.linalg.norm, eps)",
                            ("x",), lp_norm),
     "fix_norm": Translation("composed", _l2.FIX_NORM_API, ("x", "weight"), _l2.fix_norm),
+    "scale_norm": Translation("composed", _l2.SCALE_NORM_API, ("x", "weight"),
+                              _l2.scale_norm),
     "local_response_norm": Translation(
         "composed", "jax.numpy composition: lax.reduce_window sum of squares", ("x",),
         local_response_norm),

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 METHODS: tuple[str, ...] = ("batch_norm", "layer_norm", "rms_norm", "instance_norm",
                             "group_norm", "lp_norm", "local_response_norm", "ghost_batch_norm",
-                            "fix_norm",
+                            "fix_norm", "scale_norm",
                             "batch_renorm", "mixed_eval_batch_norm", "batch_instance_norm",
                             "adaptive_instance_norm", "conditional_instance_norm",
                             "sync_batch_norm", "sequence_batch_norm", "standardize",
@@ -46,6 +46,9 @@ _API: dict[str, str] = {
     "lp_norm": "torch.nn.functional.normalize",
     "fix_norm": "composed (PyTorch has no FixNorm layer): weight * F.normalize(x, "
                 "p=2, dim=axis, eps=eps); see adapters/torch_adapter/l2_scale.py",
+    "scale_norm": "composed (PyTorch has no ScaleNorm layer): M modules sharing one "
+                  "nn.Parameter g, each x * (g / vector_norm(x, dim=-1).clamp(min=eps)); "
+                  "see adapters/torch_adapter/l2_scale.py",
     "local_response_norm": "torch.nn.functional.local_response_norm",
     "ghost_batch_norm": "composed from torch.nn.functional.batch_norm (no ghost batch norm "
                         "operator): see adapters/torch_adapter/ghost_batch_norm.py",
@@ -90,7 +93,8 @@ _API: dict[str, str] = {
                    "eps); the deprecated hook runs as the variant "
                    "torch-weight-norm-hook; see adapters/torch_adapter/weight_norm.py",
 }
-_COMPOSED = frozenset({"adaptive_instance_norm", "fix_norm", "conditional_instance_norm",
+_COMPOSED = frozenset({"scale_norm",
+                       "adaptive_instance_norm", "fix_norm", "conditional_instance_norm",
                        "ghost_batch_norm", "batch_renorm", "mixed_eval_batch_norm",
                        "batch_instance_norm", "sequence_batch_norm", "standardize",
                        "adaptive_layer_norm",
