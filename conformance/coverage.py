@@ -737,6 +737,71 @@ nonzero element (no mean is subtracted, so no 1e4-offset row)."""
 _AXIS_NOT_LAST = Row("axis not last", "vectors along a leading axis",
                      lambda s: _axis(s.spec, "axis") != len(s.spec.shape) - 1, minimum=2)
 
+def _gradnorm_tasks(count: int) -> Predicate:
+    """gradnorm: T tasks (x is (2, T))."""
+    return lambda s: s.spec.shape[1] == count
+
+
+def _gradnorm_at_target(s: Sample) -> bool:
+    """gradnorm: a task whose weighted norm equals its target exactly (sign 0)."""
+    big, target = s.vector.forward.get("weighted_norms"), s.vector.forward.get("targets")
+    return big is not None and target is not None and bool(np.any(big == target))
+
+
+def _gradnorm_zero(row: int) -> Predicate:
+    """gradnorm: a zero in row 0 (a gradient norm) or row 1 (a loss) of x."""
+    def test(s: Sample) -> bool:
+        x = s.vector.inputs.get("x")
+        return x is not None and bool(np.any(x[row] == 0))
+    return test
+
+
+def _gradnorm_off_sum(s: Sample) -> bool:
+    """gradnorm: weights entering a training step that do not sum to T."""
+    w = s.vector.inputs.get("weights")
+    return (training(s) and w is not None
+            and abs(float(np.sum(w)) - w.size) > 1e-6 * w.size)
+
+
+def _gradnorm_magnitude(check: Callable[[float], bool]) -> Predicate:
+    """gradnorm: the largest gradient norm or loss of the call passes ``check``."""
+    def test(s: Sample) -> bool:
+        x = s.vector.inputs.get("x")
+        return x is not None and check(float(np.max(np.abs(x))))
+    return test
+
+
+_GRADNORM_ROWS: tuple[Row, ...] = (
+    Row("single step", "one training step: y, the weights and the derivatives in x",
+        both(training, lambda s: not s.step), minimum=2),
+    Row("trajectory step", "a later step of a run, from the implementation's own weights",
+        lambda s: s.step not in ("", "step1", "eval"), minimum=2),
+    Row("evaluation", "training = false: the weights are read, not updated",
+        hyper("training", lambda t: t is False), minimum=2),
+    Row("alpha = 0", "every target is the mean weighted norm", hyper("alpha", lambda a: a == 0),
+        minimum=2),
+    Row("alpha = 0.12", "the paper's NYUv2 asymmetry", hyper("alpha", lambda a: a == 0.12),
+        minimum=2),
+    Row("alpha = 1.5", "the paper's toy-example asymmetry", hyper("alpha", lambda a: a == 1.5),
+        minimum=2),
+    Row("T = 1", "one task: its target is its own norm", _gradnorm_tasks(1)),
+    Row("T = 2", "two tasks", _gradnorm_tasks(2), minimum=2),
+    Row("T = 3", "three tasks", _gradnorm_tasks(3), minimum=2),
+    Row("T = 4", "four tasks", _gradnorm_tasks(4), minimum=2),
+    Row("T = 5", "five tasks", _gradnorm_tasks(5), minimum=2),
+    Row("task at target", "G_i = c_i exactly: sign 0, zero gradient", _gradnorm_at_target,
+        minimum=2),
+    Row("zero gradient norm", "g_i = 0: G_i = 0 and a zero gradient for w_i", _gradnorm_zero(0),
+        minimum=2),
+    Row("zero loss", "L_i(t) = 0: r_i = 0, r_i^0 = 1", _gradnorm_zero(1), minimum=2),
+    Row("weights off sum T", "weights entering a step that do not sum to T", _gradnorm_off_sum,
+        minimum=2),
+    Row("large magnitudes", "norms or losses above 100", _gradnorm_magnitude(lambda m: m > 100),
+        minimum=2),
+    Row("tiny magnitudes", "norms and losses below 1e-20",
+        _gradnorm_magnitude(lambda m: m < 1e-20), dtypes=("float64", "float32", "bfloat16")),
+)
+
 COVERAGE: Mapping[str, tuple[Row, ...]] = {
     "batch_norm": (
         Row("training", "batch statistics", training),
@@ -1170,6 +1235,7 @@ COVERAGE: Mapping[str, tuple[Row, ...]] = {
             s.spec.dists["x"].kind, s.spec.dists["g"].kind), minimum=2, signal=False),
         Row("Inf input", "+-inf propagation", dist("inf"), signal=False),
     ),
+    "gradnorm": _GRADNORM_ROWS,
 }
 """Per method, the branches and conventions of its definition (see the module docstring)."""
 

@@ -444,6 +444,11 @@ def scale(case: CaseLike, check: str, quantity: str, expected: Array,
         r = max(r, _l2_scale_term_magnitude(case, check, quantity))
     elif case.method == "weight_norm":
         r = max(r, _weight_norm_term_magnitude(case, check, quantity))
+    elif case.method == "gradnorm" and quantity.endswith("grad_norm_loss"):
+        # L_grad = sum |G_i - c_i| cancels where the weighted norms near their targets: each
+        # difference rounds relative to its terms, so R is their sum
+        r = max(r, float(np.sum(np.abs(fwd.get("weighted_norms", 0.0)))
+                         + np.sum(np.abs(fwd.get("targets", 0.0)))))
     if r == 0.0:
         # an exactly-zero expected tensor (e.g. the second order of a bias): measure against the
         # largest quantity of the same check, so rounding noise is tolerated but a wrong value

@@ -44,6 +44,7 @@ METHODS: tuple[str, ...] = (
     "conditional_instance_norm",
     "standardize",
     "min_max_scale",
+    "gradnorm",
     "gradient_normalization",
     "weight_norm",
 )

@@ -234,8 +234,8 @@ def second_order(x: object, initial_losses: object, *, cotangent: object,
                  alpha: float, lr: float) -> dict[str, FloatArray]:
     """Derivative of :func:`vjp` along ``tangent`` (``cotangent`` fixed)."""
     call = _setup(x, initial_losses, training=training, weights=weights, alpha=alpha, lr=lr)
-    c = cotangent_like(cotangent, call.w.shape)
     tg = _tangent_norms(call, tangent)
+    c = cotangent_like(cotangent, call.w.shape)
     out = _zeros(call)
     if call.training:
         st = _step(call)

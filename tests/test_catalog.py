@@ -153,6 +153,8 @@ def _axis(case: CaseSpec, name: str, default: int | None = None) -> int:
 def reduction_size(case: CaseSpec) -> int | None:
     """Values per statistic (None: the case has no reduction, e.g. batch_norm evaluation)."""
     shape, method = case.shape, case.method
+    if method == "gradnorm":  # one value per task: nothing is reduced over x's axes
+        return None
     if method == "gradient_normalization":  # the gradient's norm spans the axes
         return math.prod(shape[int(a) % len(shape)]
                          for a in str(case.hyper["axis"]).split(","))
@@ -202,6 +204,9 @@ def _has_channels(method: str) -> bool:
 def _requirements() -> list[tuple[str, str]]:
     out = []
     for method in METHODS:
+        if method == "gradnorm":  # per-task scalars >= 0, no tensor: its coverage rows instead
+            out += [(method, r) for r in ("uniform", "values")]
+            continue
         reqs = ["batch=1", "n=1", "n=7", "n=13", "n>1000", "normal", "offset", "tiny", "huge",
                 "constant", "nan", "inf", "every-primal-subset"]
         if _has_channels(method):

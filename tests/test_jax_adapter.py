@@ -152,6 +152,12 @@ CASES += (
 CASES += (
     Case("weight_norm", "conv-kept=0", (4, 3, 2), {"kept_axis": 0, "eps": 0.0}, ("g",)),
 )
+CASES += (
+    # gradient norms and losses around 4 (>= 0), y one weight per task (output_shape)
+    Case("gradnorm", "T3-alpha1.5", (2, 3), {"training": True, "alpha": 1.5, "lr": 0.1},
+         offset=4.0, extra={"initial_losses": np.array([3.5, 4.0, 4.5]),
+                            "weights": np.array([1.25, 0.75, 1.0])}),
+)
 FIRST_CASES = tuple(next(c for c in CASES if c.method == m) for m in reference.METHODS)
 
 
@@ -221,6 +227,7 @@ def test_every_method_and_dtype_is_supported_on_cpu(method: str, dtype: str) -> 
     assert support.supported, support.reason
     jnp_only = method in ("lp_norm", "local_response_norm", "mixed_eval_batch_norm")
     jnp_only = jnp_only or method == "global_response_norm"
+    jnp_only = jnp_only or method == "gradnorm"
     jnp_only = jnp_only or method == "gradient_normalization"
     jnp_only = jnp_only or method in ("fix_norm", "scale_norm")
     jnp_only = jnp_only or method in ("standardize", "min_max_scale")
@@ -316,7 +323,9 @@ def _directions(case: Case, inputs: Mapping[str, np.ndarray], dtype: str
                 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     rng = np.random.default_rng(1)
     primals, _ = _split(case, inputs)
-    g = _rounded(rng.normal(size=case.shape), dtype)
+    hook = getattr(reference.get(case.method), "output_shape", None)  # y not shaped like x
+    y_shape = case.shape if hook is None else tuple(hook(case.shape, case.hyper))
+    g = _rounded(rng.normal(size=y_shape), dtype)
     return g, {k: _rounded(rng.normal(size=v.shape), dtype) for k, v in primals.items()}
 
 

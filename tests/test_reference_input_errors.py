@@ -48,12 +48,17 @@ CALLS: dict[str, tuple[tuple[int, ...], dict[str, Any]]] = {
                                          "channel_axis": -1, "eps": 1e-6}),
     "min_max_scale": ((4, 3), {"training": True, "axis": [0], "range_min": 0.0,
                                "range_max": 1.0, "clip": False}),
+    # gradnorm: x is (2, T), gradient norms and losses (>= 0); y is one weight per task
+    "gradnorm": ((2, 3), {"initial_losses": np.ones(3), "training": True,
+                          "weights": np.ones(3), "alpha": 1.5, "lr": 0.1}),
     "weight_norm": ((4, 3), {"g": np.ones((4, 1)), "kept_axis": 0, "eps": 0.0}),
 }
 
 
 def _x(method: str) -> np.ndarray:
     shape, _ = CALLS[method]
+    if method == "gradnorm":  # gradient norms and losses are >= 0
+        return np.abs(np.random.default_rng(0).standard_normal(shape))
     return np.random.default_rng(0).standard_normal(shape)
 
 
@@ -69,7 +74,9 @@ def test_every_method_has_a_call() -> None:
 @pytest.mark.parametrize("method", reference.METHODS)
 def test_valid_calls_are_accepted(method: str) -> None:
     out = _forward(method)(_x(method), **CALLS[method][1])
-    assert out["y"].shape == _x(method).shape
+    hook = getattr(reference.get(method), "output_shape", None)
+    shape = _x(method).shape if hook is None else hook(_x(method).shape, CALLS[method][1])
+    assert out["y"].shape == shape
 
 
 # --- masked arrays -------------------------------------------------------------------------

@@ -52,6 +52,7 @@ from . import conditional_instance_norm as _cin
 from . import ghost_batch_norm as _ghost
 from . import global_response_norm as _grn
 from . import gradient_normalization as _gradnorm
+from . import gradnorm as _gradnorm_mtl
 from . import l2_scale as _l2
 from . import min_max_scale as _minmax
 from . import mixed_eval_batch_norm as _mixed
@@ -400,6 +401,8 @@ TRANSLATIONS: Mapping[str, Translation] = {
     "min_max_scale": Translation("composed", _minmax.API, ("x",),
                                  _minmax.min_max_scale,
                                  state=("data_min", "data_max")),
+    "gradnorm": Translation("composed", _gradnorm_mtl.API, ("x", "initial_losses"),
+                            _gradnorm_mtl.gradnorm, state=("weights",)),
     "gradient_normalization": Translation("composed", _gradnorm.API, ("x",),
                                           _gradnorm.gradient_normalization),
     "weight_norm": Translation("native", _wn.API, ("x", "g"), _wn.weight_norm),

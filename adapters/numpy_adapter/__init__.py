@@ -53,6 +53,7 @@ from ._geometry import Geometry
 from ._ghost_batch_norm import GHOST_BATCH_NORM
 from ._global_response_norm import GLOBAL_RESPONSE_NORM
 from ._gradient_normalization import GRADIENT_NORMALIZATION
+from ._gradnorm import GRADNORM
 from ._l2_scale import FIX_NORM, SCALE_NORM
 from ._lp_norm import LP_NORM
 from ._lrn import LOCAL_RESPONSE_NORM
@@ -88,6 +89,7 @@ METHODS: dict[str, MethodImpl] = {
     "standardize": STANDARDIZE,
     "global_response_norm": GLOBAL_RESPONSE_NORM,
     "min_max_scale": MIN_MAX_SCALE,
+    "gradnorm": GRADNORM,
     "gradient_normalization": GRADIENT_NORMALIZATION,
     "weight_norm": WEIGHT_NORM,
 }
@@ -143,7 +145,7 @@ class NumpyAdapter(NumpyBench):
         """Gradient of ``sum(cotangent * y)`` for each differentiable input that is not None."""
         impl, prec, loaded, hyper = self._prepare(method, inputs, hyper, dtype, device)
         g = prec.load("cotangent", cotangent)
-        _check_like("cotangent", g, loaded["x"])
+        _check_cotangent(impl, g, loaded, hyper)
         with np.errstate(all="ignore"):
             grads = impl.vjp(self.numerics, prec, loaded, hyper, g)
         return {key: prec.result(value) for key, value in grads.items()}
@@ -162,7 +164,7 @@ class NumpyAdapter(NumpyBench):
         """Derivative of :meth:`vjp` (``cotangent`` fixed) along ``tangent``."""
         impl, prec, loaded, hyper = self._prepare(method, inputs, hyper, dtype, device)
         g = prec.load("cotangent", cotangent)
-        _check_like("cotangent", g, loaded["x"])
+        _check_cotangent(impl, g, loaded, hyper)
         t = _tangent(impl, prec, loaded, tangent)
         with np.errstate(all="ignore"):
             out = impl.second_order(self.numerics, prec, loaded, hyper, g, t)
@@ -204,6 +206,17 @@ class NumpyAdapter(NumpyBench):
             value = inputs.get(key, hyper.get(key))
             loaded[key] = None if value is None else np.asarray(value)
         return impl, prec, loaded, hyper
+
+
+def _check_cotangent(impl: MethodImpl, g: Num, loaded: Mapping[str, Num | None],
+                     hyper: Mapping[str, Any]) -> None:
+    """The cotangent has y's shape: x's, or what a method with ``output_shape`` says."""
+    shape_of = getattr(impl, "output_shape", None)
+    if shape_of is None:
+        _check_like("cotangent", g, loaded["x"])
+    elif g.shape != shape_of(loaded, hyper):
+        raise ValueError(f"argument 'cotangent': got shape {g.shape}, expected "
+                         f"{shape_of(loaded, hyper)}")
 
 
 def _check_like(name: str, value: Num, like: Num | None) -> None:

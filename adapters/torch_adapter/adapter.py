@@ -32,7 +32,7 @@ METHODS: tuple[str, ...] = ("batch_norm", "layer_norm", "rms_norm", "instance_no
                             "sync_batch_norm", "sequence_batch_norm", "standardize",
                             "adaptive_layer_norm",
                             "gradient_normalization",
-                            "global_response_norm", "min_max_scale",
+                            "global_response_norm", "min_max_scale", "gradnorm",
                             "weight_norm")
 """Methods this adapter translates (all of :data:`normspec.reference.METHODS`)."""
 
@@ -88,6 +88,9 @@ _API: dict[str, str] = {
     "min_max_scale": "composed (PyTorch has no fitted scaler): torch.amin and "
                      "torch.amax (fit) or the given extremes (apply), torch.clamp "
                      "under clip; see adapters/torch_adapter/min_max_scale.py",
+    "gradnorm": "composed from the paper (PyTorch has no GradNorm): the target "
+                "detached, torch.func.grad of L_grad in the weights, one SGD step, "
+                "renormalized to sum T; see adapters/torch_adapter/gradnorm.py",
     "weight_norm": "torch.nn.utils.parametrizations.weight_norm (torch._weight_norm), "
                    "dim = kept_axis % ndim or None; eps > 0 composed (PyTorch has no "
                    "eps); the deprecated hook runs as the variant "
@@ -99,7 +102,7 @@ _COMPOSED = frozenset({"scale_norm",
                        "batch_instance_norm", "sequence_batch_norm", "standardize",
                        "adaptive_layer_norm",
                        "gradient_normalization",
-                       "global_response_norm", "min_max_scale"})
+                       "global_response_norm", "min_max_scale", "gradnorm"})
 """Methods PyTorch has no operator for: the result is composed from its primitives."""
 _LRN_HALF_CPU = (
     "; >= 4-d input runs through F.local_response_norm's 3-d path on the (N, C, spatial) view, "

@@ -40,6 +40,7 @@ from . import conditional_instance_norm as _cin
 from . import ghost_batch_norm as _ghost
 from . import global_response_norm as _grn
 from . import gradient_normalization as _gradnorm
+from . import gradnorm as _gradnorm_mtl
 from . import l2_scale as _l2
 from . import min_max_scale as _minmax
 from . import mixed_eval_batch_norm as _mixed
@@ -343,6 +344,8 @@ TRANSLATIONS: dict[str, Translation] = {
                                         _grn.global_response_norm),
     "min_max_scale": Translation(("x",), (), _minmax.API, _minmax.min_max_scale,
                                  ("data_min", "data_max")),
+    "gradnorm": Translation(("x", "initial_losses"), (), _gradnorm_mtl.API,
+                            _gradnorm_mtl.gradnorm, ("weights",)),
     "gradient_normalization": Translation(("x",), (), _gradnorm.API,
                                           _gradnorm.gradient_normalization),
     "weight_norm": Translation(("x", "g"), (), _wn.API, _wn.weight_norm),

@@ -33,6 +33,10 @@ from . import (
     gn_forward_normalized,
     gn_last_axis_only,
     gn_unnormalized,
+    gradnorm_no_renormalization,
+    gradnorm_ratio_without_mean,
+    gradnorm_sign_one_at_target,
+    gradnorm_target_not_detached,
     grn_channel_sum,
     grn_nan_at_zero_norm,
     grn_no_residual,
@@ -171,6 +175,11 @@ _MODULES = (
     wn_eps_outside_sqrt,
     wn_eps_floor,
     wn_norm_detached,
+    # gradnorm: the detached target, the renormalization, the rate's mean, sign(0)
+    gradnorm_no_renormalization,
+    gradnorm_ratio_without_mean,
+    gradnorm_sign_one_at_target,
+    gradnorm_target_not_detached,
 )
 
 MUTANTS: dict[str, Adapter] = {module.MUTANT.name: module.MUTANT for module in _MODULES}
@@ -253,6 +262,10 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "mutant-wn-eps-outside-sqrt": ("weight_norm",),
     "mutant-wn-eps-floor": ("weight_norm",),
     "mutant-wn-norm-detached": ("weight_norm",),
+    "mutant-gradnorm-no-renormalization": ("gradnorm",),
+    "mutant-gradnorm-ratio-without-mean": ("gradnorm",),
+    "mutant-gradnorm-sign-one-at-target": ("gradnorm",),
+    "mutant-gradnorm-target-not-detached": ("gradnorm",),
 }
 """The methods each mutant's bug class lives in: it must be killed in every one of them, and
 the mutation score per method (docs/coverage.md) counts it there."""
