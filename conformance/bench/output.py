@@ -129,19 +129,24 @@ def plot(document: Mapping[str, Any], folder: Path) -> list[Path]:
         fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
         labels = sorted({r["label"] for r in rows})
         copies: dict[str, list[tuple[int, float]]] = {}
+        colors: dict[str, str] = {}
         for label in labels:
             mine = sorted((r for r in rows if r["label"] == label), key=lambda r: r["x_bytes"])
-            ax.plot([r["x_bytes"] / 2**20 for r in mine], [r["gbs"] for r in mine],
-                            marker="o", label=label)
             fw = label.split("/")[0]
+            # variants of one framework share its colour and differ by marker
+            marker = "osd^v"[sum(1 for other in labels[:labels.index(label)]
+                                 if other.split("/")[0] == fw) % 5]
+            (line,) = ax.plot([r["x_bytes"] / 2**20 for r in mine], [r["gbs"] for r in mine],
+                              marker=marker, label=label, color=colors.get(fw))
+            colors.setdefault(fw, line.get_color())
             for r in mine:
                 if (r.get("copy") or {}).get("gbs"):
                     copies.setdefault(fw, []).append((r["x_bytes"], r["copy"]["gbs"]))
         for fw, pts in sorted(copies.items()):
             pts = sorted(set(pts))
+            # the roofline in its framework's colour: a kernel is read against its own copy
             ax.plot([p[0] / 2**20 for p in pts], [p[1] for p in pts], linestyle="--",
-                    color="grey" if len(copies) == 1 else None, alpha=0.7,
-                    label=f"{fw} copy (roofline)")
+                    color=colors.get(fw), alpha=0.6, label=f"{fw} copy (roofline)")
         llc = document["machine"].get("llc_bytes") if document["device"] == "cpu" else (
             (document.get("gpu") or {}).get("l2_cache_bytes"))
         if llc:
