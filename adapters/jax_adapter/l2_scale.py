@@ -84,7 +84,21 @@ def scale_norm(dt: Any, *, eps: float) -> Fn:
     return fn
 
 
+UNIT_NORM_API = ("composed (no L2 normalization op in JAX or Flax): the jax.numpy lp_norm "
+                 "composition with p = 2, x / max(jnp.linalg.norm(x, axis), eps), in float32 or "
+                 "wider")
+"""What the report shows for unit_norm."""
+
+
+def unit_norm(dt: Any, *, axis: int, eps: float) -> Fn:
+    """The adapter's lp_norm composition with ``p = 2``."""
+    from .methods import lp_norm
+
+    return lp_norm(dt, p=2.0, axis=axis, eps=eps)
+
+
 ROWS: dict[str, tuple[str, str, tuple[str, ...], Any]] = {
+    "unit_norm": ("composed", UNIT_NORM_API, ("x",), unit_norm),
     "fix_norm": ("composed", FIX_NORM_API, ("x", "weight"), fix_norm),
     "scale_norm": ("composed", SCALE_NORM_API, ("x", "weight"), scale_norm),
 }

@@ -1,4 +1,4 @@
-"""L2 normalization times a learned scalar (fix_norm, scale_norm), over this adapter's lp_norm.
+"""The L2 methods (fix_norm, scale_norm, unit_norm), composed over this adapter's lp_norm.
 
 With ``u = x / max(||x||_2, eps)`` (the ``lp_norm`` method with ``p = 2``) and the scalar
 ``w`` (shape ``()``)::
@@ -10,6 +10,8 @@ With ``u = x / max(||x||_2, eps)`` (the ``lp_norm`` method with ``p = 2``) and t
 
 scale_norm is the same along the last axis, with ``x``'s leading axis indexing the M modules
 that share ``w``: ``dw`` is summed per module, then over the modules.
+
+unit_norm (nGPT) is lp_norm with ``p = 2`` and no scalar.
 
 The scalar's gradient is the one step where implementations differ (one shared parameter, or
 one per vector that nobody sums, or a radius held fixed); it is the step :class:`L2ScaleSteps`
@@ -135,8 +137,35 @@ class ScaleNorm(FixNorm):
         return super().forward(nx, prec, inputs, hyper)
 
 
+@dataclass(frozen=True)
+class UnitNorm:
+    """unit_norm (nGPT): this adapter's lp_norm with ``p = 2`` along the given axis."""
+
+    primals: tuple[str, ...] = ("x",)
+    state: tuple[str, ...] = ()
+    method: str = "unit_norm"
+
+    def forward(self, nx: Numerics, prec: Precision, inputs: Mapping[str, Num | None],
+                hyper: Mapping[str, Any]) -> dict[str, Num]:
+        return LP_NORM.forward(nx, prec, inputs, _lp_hyper(nx, hyper, self.method))
+
+    def vjp(self, nx: Numerics, prec: Precision, inputs: Mapping[str, Num | None],
+            hyper: Mapping[str, Any], g: Num) -> dict[str, Num]:
+        return LP_NORM.vjp(nx, prec, inputs, _lp_hyper(nx, hyper, self.method), g)
+
+    def jvp(self, nx: Numerics, prec: Precision, inputs: Mapping[str, Num | None],
+            hyper: Mapping[str, Any], t: Mapping[str, Num]) -> Num:
+        return LP_NORM.jvp(nx, prec, inputs, _lp_hyper(nx, hyper, self.method), t)
+
+    def second_order(self, nx: Numerics, prec: Precision, inputs: Mapping[str, Num | None],
+                     hyper: Mapping[str, Any], g: Num, t: Mapping[str, Num]) -> dict[str, Num]:
+        return LP_NORM.second_order(nx, prec, inputs, _lp_hyper(nx, hyper, self.method), g, t)
+
+
 FIX_NORM = FixNorm()
 SCALE_NORM = ScaleNorm()
+UNIT_NORM = UnitNorm()
 
-NUMPY_METHODS: dict[str, Any] = {"fix_norm": FIX_NORM, "scale_norm": SCALE_NORM}
+NUMPY_METHODS: dict[str, Any] = {"fix_norm": FIX_NORM, "scale_norm": SCALE_NORM,
+                                 "unit_norm": UNIT_NORM}
 """This module's methods, keyed by name (registered in the adapter's METHODS table)."""

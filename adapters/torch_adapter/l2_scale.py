@@ -89,9 +89,24 @@ def scale_norm(t: Mapping[str, Tensor | None], hyper: Mapping[str, Any], want_st
     return y.to(out_dtype), {"norm": norm.to(out_dtype)}
 
 
+UNIT_NORM_API = "torch.nn.functional.normalize"
+"""unit_norm is PyTorch's own operator: ``F.normalize(x, p=2, dim=axis, eps=eps)``."""
+
+
+def unit_norm(t: Mapping[str, Tensor | None], hyper: Mapping[str, Any], want_stats: bool
+              ) -> tuple[Tensor, dict[str, Tensor]]:
+    """``F.normalize(x, p=2, dim=axis, eps=eps)`` (nGPT's code: ``x / x.norm(p=2, dim=...)``)."""
+    x = t.get("x")
+    if x is None:
+        raise ValueError("argument 'inputs': unit_norm needs 'x'")
+    dim = _axis(hyper, "axis", x.dim())
+    return F.normalize(x, p=2.0, dim=dim, eps=_float(hyper, "eps")), {}
+
+
 TRANSLATIONS: dict[str, tuple[tuple[str, ...], str, Any]] = {
+    "unit_norm": (("x",), UNIT_NORM_API, unit_norm),
     "fix_norm": (("x", "weight"), FIX_NORM_API, fix_norm),
     "scale_norm": (("x", "weight"), SCALE_NORM_API, scale_norm),
 }
 """name -> (primals, api, run): the rows methods.py registers."""
-COMPOSED = {"fix_norm": True, "scale_norm": True}
+COMPOSED = {"fix_norm": True, "scale_norm": True, "unit_norm": False}
