@@ -10,5 +10,7 @@ budget="${2:-540}"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 python="${PYTHON:-python}"
 nvidia-smi --query-gpu=name,memory.total,clocks.max.memory --format=csv || true
-echo "XLA_FLAGS=${XLA_FLAGS:-}"
+# torch and JAX share the GPU inside one `normspec bench`: JAX must not preallocate 75% of it.
+export XLA_PYTHON_CLIENT_PREALLOCATE="${XLA_PYTHON_CLIENT_PREALLOCATE:-false}"
+echo "XLA_FLAGS=${XLA_FLAGS:-} XLA_PYTHON_CLIENT_PREALLOCATE=$XLA_PYTHON_CLIENT_PREALLOCATE"
 exec "$python" "$here/gpu_run.py" "$out" --budget "$budget"

@@ -29,8 +29,8 @@ PEAKS: Mapping[str, float] = {
 """Spec DRAM bandwidth in GB/s by GPU name fragment (vendor data sheets). CPUs: unknown unless
 given with ``--peak-gbs``, since a socket's figure depends on the populated channels."""
 
-ENV_KEYS = ("XLA_FLAGS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-            "CUDA_VISIBLE_DEVICES", "NORMSPEC_JAX_CACHE")
+ENV_KEYS = ("XLA_FLAGS", "XLA_PYTHON_CLIENT_PREALLOCATE", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+            "OPENBLAS_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "NORMSPEC_JAX_CACHE")
 
 
 def _parse_size(text: str) -> int | None:
