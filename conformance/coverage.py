@@ -1159,6 +1159,14 @@ COVERAGE: Mapping[str, tuple[Row, ...]] = {
         Row("g' = 0", "y = 0, yet the gradient of g' is not", zero_weight, signal=False),
         Row("g' < 0", "a negative scalar", negative_weight),
     ),
+    "unit_norm": (
+        *_L2_ROWS, _AXIS_NOT_LAST,
+        Row("hidden states (B, T, D)", "nGPT's h along D", lambda s: len(s.spec.shape) == 3),
+        Row("weight matrix along its rows", "W_q/W_k/W_v/W_up (out, D) and the embeddings: axis 1",
+            lambda s: len(s.spec.shape) == 2 and _axis(s.spec, "axis") == 1, minimum=2),
+        Row("weight matrix along its columns", "W_o/W_down (D, in) and Flax kernels: axis 0",
+            lambda s: len(s.spec.shape) == 2 and _axis(s.spec, "axis") == 0, minimum=2),
+    ),
     "global_response_norm": (
         _SEVERAL_AXES, *_CHANNEL_ROWS,
         Row("channels-first", "NCHW (timm's channels_last=False)",

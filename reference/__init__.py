@@ -31,6 +31,7 @@ METHODS: tuple[str, ...] = (
     "lp_norm",
     "fix_norm",
     "scale_norm",
+    "unit_norm",
     "local_response_norm",
     "ghost_batch_norm",
     "batch_renorm",

@@ -148,6 +148,7 @@ CASES += (
 CASES += (
     Case("fix_norm", "axis=0", (5, 3), {"axis": 0, "eps": 1e-12}, ("weight",)),
     Case("scale_norm", "M=3", (3, 2, 5), {"eps": 1e-5}, ("weight",)),
+    Case("unit_norm", "w_o-axis=0", (8, 6), {"axis": 0, "eps": 0.0}),
 )
 CASES += (
     Case("weight_norm", "conv-kept=0", (4, 3, 2), {"kept_axis": 0, "eps": 0.0}, ("g",)),
@@ -229,7 +230,7 @@ def test_every_method_and_dtype_is_supported_on_cpu(method: str, dtype: str) -> 
     jnp_only = jnp_only or method == "global_response_norm"
     jnp_only = jnp_only or method == "gradnorm"
     jnp_only = jnp_only or method == "gradient_normalization"
-    jnp_only = jnp_only or method in ("fix_norm", "scale_norm")
+    jnp_only = jnp_only or method in ("fix_norm", "scale_norm", "unit_norm")
     jnp_only = jnp_only or method in ("standardize", "min_max_scale")
     jnp_only = jnp_only or method in ("adaptive_instance_norm", "conditional_instance_norm")
     # ghost_batch_norm: Flax's BatchNorm on a view of the batch, still a composition;

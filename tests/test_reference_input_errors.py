@@ -24,6 +24,7 @@ CALLS: dict[str, tuple[tuple[int, ...], dict[str, Any]]] = {
     "gradient_normalization": ((2, 3), {"axis": [1], "eps": 1e-12}),
     "fix_norm": ((2, 3), {"weight": 1.5, "axis": -1, "eps": 1e-12}),
     "scale_norm": ((2, 3), {"weight": 1.5, "eps": 1e-5}),
+    "unit_norm": ((2, 3), {"axis": -1, "eps": 1e-12}),
     "local_response_norm": ((2, 3, 4), {"size": 3, "alpha": 1e-4, "beta": 0.75, "k": 1.0}),
     "ghost_batch_norm": ((4, 3), {"training": True, "eps": 1e-5, "ghost_batch_size": 2}),
     "batch_renorm": ((4, 3), {"training": True, "eps": 1e-5, "running_mean": np.zeros(3),

@@ -26,6 +26,7 @@ def _hyper(method: str) -> dict[str, object]:
         "lp_norm": {"p": 2.0, "eps": 1e-12},
         "fix_norm": {"weight": 2.0, "eps": 1e-12},
         "scale_norm": {"weight": 2.0, "eps": 1e-5},
+        "unit_norm": {"eps": 1e-12},
         "local_response_norm": {"alpha": 1e-2, "beta": 0.75, "k": 1.0},
         "ghost_batch_norm": {"training": True, "eps": 1e-5},
         "batch_renorm": {"training": True, "eps": 1e-5, "running_mean": np.zeros(6),

@@ -369,6 +369,7 @@ TRANSLATIONS: Mapping[str, Translation] = {
     "fix_norm": Translation("composed", _l2.FIX_NORM_API, ("x", "weight"), _l2.fix_norm),
     "scale_norm": Translation("composed", _l2.SCALE_NORM_API, ("x", "weight"),
                               _l2.scale_norm),
+    "unit_norm": Translation("composed", _l2.UNIT_NORM_API, ("x",), _l2.unit_norm),
     "local_response_norm": Translation(
         "composed", "jax.numpy composition: lax.reduce_window sum of squares", ("x",),
         local_response_norm),

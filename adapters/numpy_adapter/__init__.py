@@ -54,7 +54,7 @@ from ._ghost_batch_norm import GHOST_BATCH_NORM
 from ._global_response_norm import GLOBAL_RESPONSE_NORM
 from ._gradient_normalization import GRADIENT_NORMALIZATION
 from ._gradnorm import GRADNORM
-from ._l2_scale import FIX_NORM, SCALE_NORM
+from ._l2_scale import FIX_NORM, SCALE_NORM, UNIT_NORM
 from ._lp_norm import LP_NORM
 from ._lrn import LOCAL_RESPONSE_NORM
 from ._min_max_scale import MIN_MAX_SCALE
@@ -76,6 +76,7 @@ METHODS: dict[str, MethodImpl] = {
     "lp_norm": LP_NORM,
     "fix_norm": FIX_NORM,
     "scale_norm": SCALE_NORM,
+    "unit_norm": UNIT_NORM,
     "local_response_norm": LOCAL_RESPONSE_NORM,
     "ghost_batch_norm": GHOST_BATCH_NORM,
     "batch_renorm": BATCH_RENORM,

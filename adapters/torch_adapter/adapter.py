@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 METHODS: tuple[str, ...] = ("batch_norm", "layer_norm", "rms_norm", "instance_norm",
                             "group_norm", "lp_norm", "local_response_norm", "ghost_batch_norm",
-                            "fix_norm", "scale_norm",
+                            "fix_norm", "scale_norm", "unit_norm",
                             "batch_renorm", "mixed_eval_batch_norm", "batch_instance_norm",
                             "adaptive_instance_norm", "conditional_instance_norm",
                             "sync_batch_norm", "sequence_batch_norm", "standardize",
@@ -44,6 +44,7 @@ _API: dict[str, str] = {
     "instance_norm": "torch.nn.functional.instance_norm (input statistics)",
     "group_norm": "torch.nn.functional.group_norm; mean and rstd from torch.native_group_norm",
     "lp_norm": "torch.nn.functional.normalize",
+    "unit_norm": "torch.nn.functional.normalize",
     "fix_norm": "composed (PyTorch has no FixNorm layer): weight * F.normalize(x, "
                 "p=2, dim=axis, eps=eps); see adapters/torch_adapter/l2_scale.py",
     "scale_norm": "composed (PyTorch has no ScaleNorm layer): M modules sharing one "

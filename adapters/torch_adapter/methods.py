@@ -319,6 +319,7 @@ TRANSLATIONS: dict[str, Translation] = {
     "lp_norm": Translation(("x",), (), "torch.nn.functional.normalize", lp_norm),
     "fix_norm": Translation(("x", "weight"), (), _l2.FIX_NORM_API, _l2.fix_norm),
     "scale_norm": Translation(("x", "weight"), (), _l2.SCALE_NORM_API, _l2.scale_norm),
+    "unit_norm": Translation(("x",), (), _l2.UNIT_NORM_API, _l2.unit_norm),
     "local_response_norm": Translation(("x",), (), "torch.nn.functional.local_response_norm",
                                        local_response_norm),
     "ghost_batch_norm": Translation(("x", "weight", "bias"), ("running_mean", "running_var"),
