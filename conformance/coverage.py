@@ -104,6 +104,8 @@ def reduced_axes(spec: CaseSpec) -> tuple[int, ...]:
         return (nd - 1,)
     if method in ("lp_norm", "fix_norm", "unit_norm"):
         return (_axis(spec, "axis"),)
+    if method == "weight_standardization":  # every axis but the output channel
+        return tuple(i for i in range(nd) if i != int(spec.hyper["kept_axis"]) % nd)
     if method == "weight_norm":  # every axis but the kept one (all for "none")
         k = spec.hyper["kept_axis"]
         return tuple(i for i in range(nd) if k == "none" or i != int(k) % nd)
@@ -576,6 +578,21 @@ def _eps_near_norm(s: Sample) -> bool:
         return False
     sq = norm[np.isfinite(norm)] ** 2
     return bool(np.any((sq > 0) & (sq < 100 * eps)))
+
+
+def _zero_var(s: Sample) -> bool:
+    """weight_standardization: some output channel has zero variance (a constant channel)."""
+    var = s.vector.forward.get("var")
+    return var is not None and bool(np.any(var == 0))
+
+
+def _eps_near_var(s: Sample) -> bool:
+    """weight_standardization: eps > 0 within two decades of some channel's nonzero variance."""
+    var, eps = s.vector.forward.get("var"), float(s.spec.hyper["eps"])
+    if var is None or eps == 0:
+        return False
+    v = var[np.isfinite(var)]
+    return bool(np.any((v > 0) & (v < 100 * eps)))
 
 
 # --- the tables ------------------------------------------------------------------------------
@@ -1244,6 +1261,24 @@ COVERAGE: Mapping[str, tuple[Row, ...]] = {
         Row("Inf input", "+-inf propagation", dist("inf"), signal=False),
     ),
     "gradnorm": _GRADNORM_ROWS,
+    "weight_standardization": (
+        Row("kept axis 0", "a PyTorch weight (O, I, ...): one set per output channel",
+            lambda s: _kept_axis(s.spec) == 0, minimum=2),
+        Row("kept axis -1", "a Flax/Keras kernel (..., in, out): the output channel last",
+            hyper("kept_axis", lambda k: k == -1), minimum=2),
+        Row("middle kept axis", "a ConvTranspose weight (I, O, kh, kw)",
+            lambda s: 0 < (_kept_axis(s.spec) or 0) < len(s.spec.shape) - 1),
+        _SEVERAL_AXES,
+        Row("constant channel, eps > 0", "var = 0: y = 0 and a finite gradient",
+            both(_zero_var, lambda s: float(s.spec.hyper["eps"]) > 0), minimum=2, signal=False),
+        Row("constant channel, eps = 0", "0 / 0: NaN in that channel", both(_zero_var, eps_zero),
+            signal=False),
+        Row("n = 2, eps = 0", "y = +-1 exactly, a zero derivative",
+            both(size_is(lambda n: n == 2), eps_zero), signal=False),
+        Row("eps near the variance", "eps inside or outside the root differ",
+            _eps_near_var, minimum=2),
+        *_SIZE_ROWS, *_EPS_ROWS, *_DIST_ROWS,
+    ),
 }
 """Per method, the branches and conventions of its definition (see the module docstring)."""
 

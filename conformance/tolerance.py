@@ -66,7 +66,8 @@ CENTERED = frozenset({"batch_norm", "layer_norm", "instance_norm", "group_norm",
                       "adaptive_instance_norm", "conditional_instance_norm",
                       "ghost_batch_norm", "mixed_eval_batch_norm", "batch_instance_norm",
                       "batch_renorm", "sync_batch_norm", "sequence_batch_norm", "standardize",
-                      "adaptive_layer_norm"})
+                      "adaptive_layer_norm",
+                      "weight_standardization"})
 """Methods that subtract a mean: their error is amplified by kappa = 1 + |mean| * rstd."""
 
 MAX_FIRST_INDICES = 5

@@ -48,6 +48,7 @@ METHODS: tuple[str, ...] = (
     "gradnorm",
     "gradient_normalization",
     "weight_norm",
+    "weight_standardization",
 )
 
 

@@ -168,6 +168,8 @@ def reduction_size(case: CaseSpec) -> int | None:
         return shape[-1]
     if method in ("lp_norm", "fix_norm", "unit_norm"):
         return shape[_axis(case, "axis")]
+    if method == "weight_standardization":  # every axis but the output channel
+        return math.prod(shape) // shape[_axis(case, "kept_axis")]
     if method == "weight_norm":  # every axis but the kept one (all for "none")
         k = case.hyper["kept_axis"]
         return math.prod(shape) // (1 if k == "none" else shape[int(k) % len(shape)])

@@ -159,6 +159,9 @@ CASES += (
          offset=4.0, extra={"initial_losses": np.array([3.5, 4.0, 4.5]),
                             "weights": np.array([1.25, 0.75, 1.0])}),
 )
+CASES += (
+    Case("weight_standardization", "hwio", (3, 2, 2, 4), {"kept_axis": -1, "eps": 1e-6}),
+)
 FIRST_CASES = tuple(next(c for c in CASES if c.method == m) for m in reference.METHODS)
 
 
@@ -228,6 +231,7 @@ def test_every_method_and_dtype_is_supported_on_cpu(method: str, dtype: str) -> 
     assert support.supported, support.reason
     jnp_only = method in ("lp_norm", "local_response_norm", "mixed_eval_batch_norm")
     jnp_only = jnp_only or method == "global_response_norm"
+    jnp_only = jnp_only or method == "weight_standardization"
     jnp_only = jnp_only or method == "gradnorm"
     jnp_only = jnp_only or method == "gradient_normalization"
     jnp_only = jnp_only or method in ("fix_norm", "scale_norm", "unit_norm")

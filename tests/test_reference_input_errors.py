@@ -53,6 +53,7 @@ CALLS: dict[str, tuple[tuple[int, ...], dict[str, Any]]] = {
     "gradnorm": ((2, 3), {"initial_losses": np.ones(3), "training": True,
                           "weights": np.ones(3), "alpha": 1.5, "lr": 0.1}),
     "weight_norm": ((4, 3), {"g": np.ones((4, 1)), "kept_axis": 0, "eps": 0.0}),
+    "weight_standardization": ((4, 3), {"kept_axis": 0, "eps": 1e-6}),
 }
 
 

@@ -48,6 +48,7 @@ def _hyper(method: str) -> dict[str, object]:
         "min_max_scale": {"training": True, "range_min": 0.0, "range_max": 1.0,
                           "clip": False},
         "weight_norm": {"g": np.ones((4, 1, 1, 1)), "eps": 0.0},
+        "weight_standardization": {"eps": 1e-6},
     }
     return {**full[method], **get(method).NCHW_EXAMPLE}
 

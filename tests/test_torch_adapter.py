@@ -34,7 +34,8 @@ COMPOSED = ("adaptive_instance_norm", "fix_norm", "scale_norm", "conditional_ins
             "standardize",
             "adaptive_layer_norm",
             "gradient_normalization",
-            "global_response_norm", "min_max_scale", "gradnorm")
+            "global_response_norm", "min_max_scale", "gradnorm",
+            "weight_standardization")
 """Methods PyTorch has no operator for: composed from its primitives and labelled so."""
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(),
                           reason="no CUDA device: torch.cuda.is_available() is False")

@@ -59,6 +59,7 @@ from . import mixed_eval_batch_norm as _mixed
 from . import sequence_batch_norm as _seq
 from . import standardize as _standardize
 from . import weight_norm as _wn
+from . import weight_standardization as _ws
 
 if TYPE_CHECKING:
     import jax
@@ -407,5 +408,7 @@ TRANSLATIONS: Mapping[str, Translation] = {
     "gradient_normalization": Translation("composed", _gradnorm.API, ("x",),
                                           _gradnorm.gradient_normalization),
     "weight_norm": Translation("native", _wn.API, ("x", "g"), _wn.weight_norm),
+    "weight_standardization": Translation("composed", _ws.API, ("x",),
+                                          _ws.weight_standardization),
 }
 """Every method the adapter runs, keyed by the reference's method name."""

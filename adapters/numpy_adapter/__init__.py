@@ -66,6 +66,7 @@ from ._sequence_batch_norm import SEQUENCE_BATCH_NORM
 from ._standardize import STANDARDIZE
 from ._sync_batch_norm import SYNC_BATCH_NORM
 from ._weight_norm import WEIGHT_NORM
+from ._weight_standardization import WEIGHT_STANDARDIZATION
 
 METHODS: dict[str, MethodImpl] = {
     "batch_norm": BATCH_NORM,
@@ -93,6 +94,7 @@ METHODS: dict[str, MethodImpl] = {
     "gradnorm": GRADNORM,
     "gradient_normalization": GRADIENT_NORMALIZATION,
     "weight_norm": WEIGHT_NORM,
+    "weight_standardization": WEIGHT_STANDARDIZATION,
 }
 """The methods this adapter implements."""
 

@@ -33,7 +33,7 @@ METHODS: tuple[str, ...] = ("batch_norm", "layer_norm", "rms_norm", "instance_no
                             "adaptive_layer_norm",
                             "gradient_normalization",
                             "global_response_norm", "min_max_scale", "gradnorm",
-                            "weight_norm")
+                            "weight_norm", "weight_standardization")
 """Methods this adapter translates (all of :data:`normspec.reference.METHODS`)."""
 
 _API: dict[str, str] = {
@@ -96,6 +96,10 @@ _API: dict[str, str] = {
                    "dim = kept_axis % ndim or None; eps > 0 composed (PyTorch has no "
                    "eps); the deprecated hook runs as the variant "
                    "torch-weight-norm-hook; see adapters/torch_adapter/weight_norm.py",
+    "weight_standardization": "composed (PyTorch has no weight standardization): "
+                              "torch.var_mean(correction=0) and (w - mean) / "
+                              "torch.sqrt(var + eps), as Big Transfer's StdConv2d; see "
+                              "adapters/torch_adapter/weight_standardization.py",
 }
 _COMPOSED = frozenset({"scale_norm",
                        "adaptive_instance_norm", "fix_norm", "conditional_instance_norm",
@@ -103,7 +107,8 @@ _COMPOSED = frozenset({"scale_norm",
                        "batch_instance_norm", "sequence_batch_norm", "standardize",
                        "adaptive_layer_norm",
                        "gradient_normalization",
-                       "global_response_norm", "min_max_scale", "gradnorm"})
+                       "global_response_norm", "min_max_scale", "gradnorm",
+                       "weight_standardization"})
 """Methods PyTorch has no operator for: the result is composed from its primitives."""
 _LRN_HALF_CPU = (
     "; >= 4-d input runs through F.local_response_norm's 3-d path on the (N, C, spatial) view, "

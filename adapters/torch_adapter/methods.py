@@ -47,6 +47,7 @@ from . import mixed_eval_batch_norm as _mixed
 from . import sequence_batch_norm as _seq
 from . import standardize as _standardize
 from . import weight_norm as _wn
+from . import weight_standardization as _ws
 
 Tensors = Mapping[str, Tensor | None]
 Result = tuple[Tensor, dict[str, Tensor]]
@@ -350,5 +351,7 @@ TRANSLATIONS: dict[str, Translation] = {
     "gradient_normalization": Translation(("x",), (), _gradnorm.API,
                                           _gradnorm.gradient_normalization),
     "weight_norm": Translation(("x", "g"), (), _wn.API, _wn.weight_norm),
+    "weight_standardization": Translation(("x",), (), _ws.API,
+                                          _ws.weight_standardization),
 }
 """Every method of :data:`normspec.reference.METHODS`, keyed by name."""

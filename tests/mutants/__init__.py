@@ -84,6 +84,7 @@ from . import (
     wn_eps_outside_sqrt,
     wn_minus_one_whole,
     wn_norm_detached,
+    ws_last_axis_kept,
 )
 
 _MODULES = (
@@ -180,6 +181,8 @@ _MODULES = (
     gradnorm_ratio_without_mean,
     gradnorm_sign_one_at_target,
     gradnorm_target_not_detached,
+    # weight_standardization: the kernel layout's output axis assumed
+    ws_last_axis_kept,
 )
 
 MUTANTS: dict[str, Adapter] = {module.MUTANT.name: module.MUTANT for module in _MODULES}
@@ -190,10 +193,10 @@ CENTERED = ("batch_norm", "layer_norm", "instance_norm", "group_norm")
 CHANNELS = ("batch_norm", "instance_norm", "group_norm", "local_response_norm")
 
 TARGETS: dict[str, tuple[str, ...]] = {
-    "mutant-eps-outside-sqrt": MOMENTS,
-    "mutant-unbiased-variance": MOMENTS,
+    "mutant-eps-outside-sqrt": (*MOMENTS, "weight_standardization"),
+    "mutant-unbiased-variance": (*MOMENTS, "weight_standardization"),
     # rms_norm subtracts no mean: E[x^2] - 0^2 is its two-pass formula
-    "mutant-one-pass-variance": CENTERED,
+    "mutant-one-pass-variance": (*CENTERED, "weight_standardization"),
     "mutant-running-var-biased": ("batch_norm",),
     "mutant-running-var-unbiased": ("batch_norm",),
     "mutant-inverted-momentum": ("batch_norm",),
@@ -206,11 +209,11 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "mutant-lrn-window-onnx-even": ("local_response_norm",),
     "mutant-lp-norm-eps-added": ("lp_norm", "fix_norm", "scale_norm",
                                          "unit_norm"),
-    "mutant-vjp-stats-constant": MOMENTS,
+    "mutant-vjp-stats-constant": (*MOMENTS, "weight_standardization"),
     # layer and rms norm parameters span the trailing axes: no channel axis to confuse
     "mutant-weight-grad-channels-last-sum": ("batch_norm", "instance_norm", "group_norm"),
-    "mutant-float16-accumulation": MOMENTS,
-    "mutant-nan-on-constant": MOMENTS,
+    "mutant-float16-accumulation": (*MOMENTS, "weight_standardization"),
+    "mutant-nan-on-constant": (*MOMENTS, "weight_standardization"),
     "mutant-running-var-swapped": ("batch_norm",),
     "mutant-cumulative-fixed-momentum": ("batch_norm",),
     "mutant-channels-first-assumed": CHANNELS,
@@ -265,6 +268,7 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "mutant-wn-eps-outside-sqrt": ("weight_norm",),
     "mutant-wn-eps-floor": ("weight_norm",),
     "mutant-wn-norm-detached": ("weight_norm",),
+    "mutant-ws-last-axis-kept": ("weight_standardization",),
     "mutant-gradnorm-no-renormalization": ("gradnorm",),
     "mutant-gradnorm-ratio-without-mean": ("gradnorm",),
     "mutant-gradnorm-sign-one-at-target": ("gradnorm",),
