@@ -100,6 +100,9 @@ def reduced_axes(spec: CaseSpec) -> tuple[int, ...]:
         return tuple(sorted({int(a) % nd for a in str(spec.hyper["axis"]).split(",")}))
     if method in ("layer_norm", "rms_norm"):
         return tuple(range(_axis(spec, "axis"), nd))
+    if method == "qk_norm":  # a head's Dh values, or a token's H and Dh (OLMo-2)
+        h = 1 if spec.hyper["layout"] == "bhtd" else 2
+        return (nd - 1,) if spec.hyper["norm_axes"] == "head" else (h, nd - 1)
     if method in ("adaptive_layer_norm", "scale_norm"):  # the last axis
         return (nd - 1,)
     if method in ("lp_norm", "fix_norm", "unit_norm"):
@@ -819,6 +822,59 @@ _GRADNORM_ROWS: tuple[Row, ...] = (
         _gradnorm_magnitude(lambda m: m < 1e-20), dtypes=("float64", "float32", "bfloat16")),
 )
 
+def _qk_zero_query(s: Sample) -> bool:
+    """qk_norm: a query vector of zeros (the L2 clamp or RMSNorm's 1/sqrt(eps) branch)."""
+    x = s.vector.inputs.get("x")
+    return x is not None and bool(np.any(np.all(x == 0, axis=-1)))
+
+
+def _qk_tq_ne_tk(s: Sample) -> bool:
+    t = 2 if s.spec.hyper["layout"] == "bhtd" else 1
+    return s.spec.shapes["k"][t] != s.spec.shape[t]
+
+
+def _qk_axis_size(name: str) -> Callable[[Sample], int]:
+    """The size of axis ``name`` ("H" or "T") of the queries in the case's layout."""
+    def size(s: Sample) -> int:
+        bhtd = s.spec.hyper["layout"] == "bhtd"
+        return s.spec.shape[{"H": 1, "T": 2}[name] if bhtd else {"H": 2, "T": 1}[name]]
+    return size
+
+
+_QK_ROWS: tuple[Row, ...] = (
+    Row("L2 (QKNorm)", "q / max(||q||, eps) over Dh", hyper("variant", lambda v: v == "l2"),
+        minimum=2),
+    Row("L2, learned gain", "QKNorm's scalar g is an input: its gradient sums over the logits",
+        both(hyper("variant", lambda v: v == "l2"), lambda s: "gain" in s.spec.present),
+        minimum=2),
+    Row("L2, fixed scale", "no gain: logit_scale alone",
+        both(hyper("variant", lambda v: v == "l2"), lambda s: "gain" not in s.spec.present)),
+    Row("RMSNorm per head", "over Dh, weights (Dh,) shared by the heads (Qwen3, Gemma 3)",
+        both(hyper("variant", lambda v: v == "rms"), hyper("norm_axes", lambda a: a == "head")),
+        minimum=2),
+    Row("RMSNorm over the hidden axes", "over H * Dh per token, weights (H, Dh) (OLMo-2)",
+        hyper("norm_axes", lambda a: a == "hidden"), minimum=2),
+    Row("RMSNorm without weights", "no q_weight, k_weight",
+        both(hyper("variant", lambda v: v == "rms"), lambda s: "q_weight" not in s.spec.present)),
+    Row("channels-last (B, T, H, Dh)", "the logits still (B, H, Tq, Tk)",
+        hyper("layout", lambda v: v == "bthd"), minimum=2),
+    Row("Tq != Tk", "queries and keys of different lengths", _qk_tq_ne_tk, minimum=2),
+    Row("one query", "a decoding step", lambda s: _qk_axis_size("T")(s) == 1, minimum=2),
+    Row("H = 1", "a single head", lambda s: _qk_axis_size("H")(s) == 1, minimum=2),
+    Row("logit scale != 1", "the fixed factor reaches the output and every derivative",
+        hyper("logit_scale", lambda c: c != 1.0), minimum=2),
+    Row("zero query vector", "the L2 clamp (g / eps) or RMSNorm's rrms = 1/sqrt(eps)",
+        _qk_zero_query, minimum=2),
+    Row("eps dominates", "eps >= 0.01 against norms near or below it",
+        hyper("eps", lambda e: e >= 0.01), minimum=2),
+    Row("Dh = 1", "one value per head vector", lambda s: s.spec.shape[-1] == 1),
+    Row("Dh >= 128", "a realistic head dimension", lambda s: s.spec.shape[-1] >= 128),
+    *_EPS_ROWS[:1],
+    *(r for r in _DIST_ROWS if r.name in ("normal input", "mean offset >= 1e3 std",
+                                          "tiny scale", "huge scale", "mixed scales in one set",
+                                          "NaN input")),
+)
+
 COVERAGE: Mapping[str, tuple[Row, ...]] = {
     "batch_norm": (
         Row("training", "batch statistics", training),
@@ -1200,6 +1256,7 @@ COVERAGE: Mapping[str, tuple[Row, ...]] = {
         *_SIZE_ROWS, *_EPS_ROWS, *_DIST_ROWS,
     ),
     "min_max_scale": _MIN_MAX_ROWS,
+    "qk_norm": _QK_ROWS,
     "gradient_normalization": (
         Row("several normalized axes", "one norm spans two or more axes of size > 1",
             several_axes),

@@ -230,6 +230,8 @@ def reduction_size(case: CaseLike) -> int:
     if "size" in case.hyper:
         return int(case.hyper["size"])
     x = case.inputs["x"]
+    if case.method == "qk_norm":  # Dh terms in each head's norm and in each logit's dot
+        return int(x.shape[-1])
     for key, stat in _forward(case).items():
         if key not in ("y", "num_batches_tracked") and 0 < stat.size < x.size:
             return max(x.size // stat.size, 1)
@@ -381,6 +383,67 @@ def _gate_term_magnitude(case: CaseLike, check: str) -> float:
     return 0.0
 
 
+def _qk_term_magnitude(case: CaseLike, check: str, quantity: str) -> float:
+    """qk_norm's derivatives: the norms' Jacobians carry ``1/N`` (l2: ``1/max(norm, eps)``;
+    rms: ``rrms |w|``, read off as ``|q_hat / q|``) times the cotangent reaching the normalized
+    vectors, ``c g G khat`` (queries) and ``c g G^T qhat`` (keys), and their two terms cancel
+    where a vector is nearly parallel to that cotangent (a common offset; ``Dh = 1``, where
+    ``qhat = w sign(q)``). The gain's derivatives are sums over the ``B H Tq Tk`` logits, which
+    cancel too: their terms are ``|G y| / |g|`` (``y = c g S``) and ``|c| |G| |S'|``.
+    """
+    fwd = _forward(case)
+    qh, kh = fwd.get("q_hat"), fwd.get("k_hat")
+    if qh is None or kh is None or check == "forward":
+        return 0.0
+    bthd = case.hyper.get("layout") == "bthd"
+
+    def bhtd(a: Array) -> Array:
+        return np.swapaxes(a, 1, 2) if bthd else a
+
+    def clean(a: Array | None) -> Array:
+        return np.zeros(1) if a is None else np.where(np.isfinite(a), np.abs(a), 0.0)
+
+    def inverse(name: str, hat: Array) -> float:
+        v = case.inputs[name]
+        with np.errstate(all="ignore"):
+            ratio = np.where((v != 0) & np.isfinite(v), np.abs(hat) / np.abs(v), 0.0)
+        return _finite_max(ratio)
+
+    c = abs(float(case.hyper["logit_scale"]))
+    gain = case.inputs.get("gain")
+    g = abs(float(gain)) if gain is not None and np.isfinite(gain).all() else 1.0
+    tg = _finite_max(case.tangent.get("gain"))
+    big_g = clean(case.cotangent)
+    qb, kb = clean(bhtd(qh)), clean(bhtd(kh))
+    inv_q, inv_k = inverse("x", qh), inverse("k", kh)
+    tq, tk = _finite_max(case.tangent.get("x")), _finite_max(case.tangent.get("k"))
+    with np.errstate(all="ignore"):
+        to_q = c * g * _finite_max(big_g @ kb)                 # |c g G khat|
+        to_k = c * g * _finite_max(np.swapaxes(big_g, -1, -2) @ qb)
+        dq, dk = inv_q * tq, inv_k * tk                        # |qhat'|, |khat'| per unit
+        d = qb.shape[-1]
+        if check == "jvp":
+            return c * (g * d * (dq * _finite_max(kb) + dk * _finite_max(qb))
+                        + tg * _finite_max(qb) * _finite_max(kb) * d)
+        if quantity == "gain":
+            y = clean(fwd.get("y"))
+            if check == "vjp":
+                return float(np.sum(big_g * y)) / g if g else 0.0
+            return c * float(np.sum(big_g)) * d * (dq * _finite_max(kb) + dk * _finite_max(qb))
+        spread = dq + dk + (tg / g if g else 0.0)
+        if quantity == "x":
+            return to_q * inv_q * (1.0 if check == "vjp" else spread)
+        if quantity == "k":
+            return to_k * inv_k * (1.0 if check == "vjp" else spread)
+        if check == "second_order" and quantity in ("q_weight", "k_weight"):
+            # sum over the vectors of |c g G khat| |z'|, z' = rrms (t - z mean(z t)) cancelling
+            w = clean(case.inputs.get(quantity))
+            w_min = float(np.min(w)) if w.size and np.min(w) > 0 else 1.0
+            to, dv = (to_q, dq) if quantity == "q_weight" else (to_k, dk)
+            return math.sqrt(max(case.inputs["x"].size // max(w.size, 1), 1)) * to * dv / w_min
+    return 0.0
+
+
 def _term_magnitude(case: CaseLike, check: str, quantity: str, tol_class: str) -> float:
     """The size of the terms whose sum forms the quantity, for the moment-based methods.
 
@@ -439,6 +502,8 @@ def scale(case: CaseLike, check: str, quantity: str, expected: Array,
         r = max(r, max(p, 1.0) * _term_magnitude(case, check, quantity, tol_class))
     elif case.method == "lp_norm":
         r = max(r, _lp_term_magnitude(case, check))
+    elif case.method == "qk_norm":
+        r = max(r, _qk_term_magnitude(case, check, quantity))
     elif case.method == "local_response_norm":
         r = max(r, _lrn_term_magnitude(case, check))
     elif case.method in ("fix_norm", "scale_norm", "unit_norm"):

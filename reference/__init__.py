@@ -45,6 +45,7 @@ METHODS: tuple[str, ...] = (
     "conditional_instance_norm",
     "standardize",
     "min_max_scale",
+    "qk_norm",
     "gradnorm",
     "gradient_normalization",
     "weight_norm",

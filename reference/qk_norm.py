@@ -65,9 +65,9 @@ PRIMALS = ("x", "k", "q_weight", "k_weight", "gain")
 gain; all but ``x`` and ``k`` may be None."""
 STATS = ("q_hat", "k_hat")
 """The normalized queries and keys, shaped like ``x`` and ``k``."""
-NCHW_EXAMPLE = None
-"""No ``(N, C, H, W)`` picture: the inputs are ``(B, H, T, Dh)`` per-head vectors, reduced over
-``Dh`` (or over ``H * Dh`` per token); see :func:`layout`."""
+NO_NCHW_EXAMPLE = ("the inputs are queries and keys, (B, H, T, Dh) per-head vectors reduced over "
+                   "Dh (or over H * Dh per token), and the output is their logits; layout() "
+                   "gives the reduced sets of the queries")
 VARIANTS = ("l2", "rms")
 LAYOUTS = ("bhtd", "bthd")
 NORM_AXES = ("head", "hidden")

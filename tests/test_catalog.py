@@ -153,6 +153,9 @@ def _axis(case: CaseSpec, name: str, default: int | None = None) -> int:
 def reduction_size(case: CaseSpec) -> int | None:
     """Values per statistic (None: the case has no reduction, e.g. batch_norm evaluation)."""
     shape, method = case.shape, case.method
+    if method == "qk_norm":  # a head's Dh values, or a token's H * Dh
+        h = shape[1] if case.hyper["layout"] == "bhtd" else shape[2]
+        return shape[-1] if case.hyper["norm_axes"] == "head" else h * shape[-1]
     if method == "gradnorm":  # one value per task: nothing is reduced over x's axes
         return None
     if method == "gradient_normalization":  # the gradient's norm spans the axes

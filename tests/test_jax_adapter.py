@@ -162,6 +162,20 @@ CASES += (
 CASES += (
     Case("weight_standardization", "hwio", (3, 2, 2, 4), {"kept_axis": -1, "eps": 1e-6}),
 )
+CASES += (
+    # keys (Tk = Tq + 2 for an odd Tq: qk_norm.input_shapes) and weights in quarters, exact in
+    # every dtype; the logits are (B, H, Tq, Tk) (output_shape)
+    Case("qk_norm", "rms-hidden-bhtd", (2, 2, 3, 4),
+         {"variant": "rms", "layout": "bhtd", "norm_axes": "hidden", "logit_scale": 0.5,
+          "eps": 1e-6},
+         extra={"k": np.arange(80.0).reshape(2, 2, 5, 4) % 7 / 4 - 0.75,
+                "q_weight": np.arange(8.0).reshape(2, 4) % 3 / 4 + 0.75,
+                "k_weight": np.arange(8.0).reshape(2, 4) % 5 / 4 + 0.5}),
+    Case("qk_norm", "l2-gain-bthd", (2, 2, 2, 4),
+         {"variant": "l2", "layout": "bthd", "norm_axes": "head", "logit_scale": 1.0,
+          "eps": 1e-12},
+         extra={"k": np.arange(32.0).reshape(2, 2, 2, 4) % 5 / 4 - 0.5, "gain": np.array(2.5)}),
+)
 FIRST_CASES = tuple(next(c for c in CASES if c.method == m) for m in reference.METHODS)
 
 

@@ -49,6 +49,9 @@ CALLS: dict[str, tuple[tuple[int, ...], dict[str, Any]]] = {
                                          "channel_axis": -1, "eps": 1e-6}),
     "min_max_scale": ((4, 3), {"training": True, "axis": [0], "range_min": 0.0,
                                "range_max": 1.0, "clip": False}),
+    # qk_norm: queries x and keys k (B, H, T, Dh); Tk = Tq = Dh keeps the logits x-shaped
+    "qk_norm": ((1, 2, 2, 2), {"k": np.ones((1, 2, 2, 2)), "variant": "rms", "layout": "bhtd",
+                               "norm_axes": "head", "logit_scale": 0.5, "eps": 1e-6}),
     # gradnorm: x is (2, T), gradient norms and losses (>= 0); y is one weight per task
     "gradnorm": ((2, 3), {"initial_losses": np.ones(3), "training": True,
                           "weights": np.ones(3), "alpha": 1.5, "lr": 0.1}),

@@ -34,7 +34,7 @@ COMPOSED = ("adaptive_instance_norm", "fix_norm", "scale_norm", "conditional_ins
             "standardize",
             "adaptive_layer_norm",
             "gradient_normalization",
-            "global_response_norm", "min_max_scale", "gradnorm",
+            "global_response_norm", "min_max_scale", "qk_norm", "gradnorm",
             "weight_standardization")
 """Methods PyTorch has no operator for: composed from its primitives and labelled so."""
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(),
@@ -133,6 +133,17 @@ def _cases() -> list[Case]:
                                                          "cond": _normal(34, 3, 4),
                                                          "weight": 0.3 * _normal(35, 4, 10)},
              {"gated": False, "activation": "none", "eps": 1e-5}),
+        # Tk = Dh (and T = H for bthd) keeps the logits (B, H, Tq, Tk) shaped like the queries
+        Case("qk_norm", "rms-head-bthd", {"x": _normal(36, 2, 2, 2, 4),
+                                          "k": _normal(37, 2, 4, 2, 4),
+                                          "q_weight": 1.0 + 0.25 * _normal(38, 4),
+                                          "k_weight": 1.0 + 0.25 * _normal(39, 4)},
+             {"variant": "rms", "layout": "bthd", "norm_axes": "head", "logit_scale": 0.5,
+              "eps": 1e-6}),
+        Case("qk_norm", "l2-gain", {"x": _normal(40, 2, 2, 3, 4), "k": _normal(41, 2, 2, 4, 4),
+                                    "gain": np.array(3.0)},
+             {"variant": "l2", "layout": "bhtd", "norm_axes": "head", "logit_scale": 1.0,
+              "eps": 1e-12}),
     ]
 
 

@@ -56,6 +56,7 @@ from . import gradnorm as _gradnorm_mtl
 from . import l2_scale as _l2
 from . import min_max_scale as _minmax
 from . import mixed_eval_batch_norm as _mixed
+from . import qk_norm as _qk
 from . import sequence_batch_norm as _seq
 from . import standardize as _standardize
 from . import weight_norm as _wn
@@ -403,6 +404,8 @@ TRANSLATIONS: Mapping[str, Translation] = {
     "min_max_scale": Translation("composed", _minmax.API, ("x",),
                                  _minmax.min_max_scale,
                                  state=("data_min", "data_max")),
+    "qk_norm": Translation("composed", _qk.API, ("x", "k", "q_weight", "k_weight", "gain"),
+                           _qk.qk_norm),
     "gradnorm": Translation("composed", _gradnorm_mtl.API, ("x", "initial_losses"),
                             _gradnorm_mtl.gradnorm, state=("weights",)),
     "gradient_normalization": Translation("composed", _gradnorm.API, ("x",),

@@ -52,9 +52,12 @@ def qk_norm(dt: Any, *, variant: str, layout: str, norm_axes: str, logit_scale: 
     def norm(a: jax.Array, w: jax.Array | None) -> jax.Array:
         if variant == "l2":
             total = jnp.sum(a * a, axis=axes, keepdims=True)
-            # the double where keeps sqrt's infinite slope at 0 out of reverse mode
-            positive = total > 0
-            n = jnp.where(positive, jnp.sqrt(jnp.where(positive, total, 1)), 0)
+            if e == 0.0:  # a zero vector is 0/0 = NaN, its derivatives too
+                return a / jnp.sqrt(total)
+            # the double where keeps sqrt's infinite slope at 0 out of reverse mode (a zero
+            # vector takes the eps branch); NaN stays on the sqrt branch and propagates
+            live = jnp.logical_not(total <= 0)
+            n = jnp.where(live, jnp.sqrt(jnp.where(live, total, 1)), 0)
             return a / jnp.maximum(n, jnp.asarray(e, acc))
         out = a * lax.rsqrt(jnp.mean(a * a, axis=axes, keepdims=True) + jnp.asarray(e, acc))
         if w is None:

@@ -62,6 +62,7 @@ from ._mixed_eval import MIXED_EVAL_BATCH_NORM
 from ._moments import GROUP_NORM, INSTANCE_NORM, LAYER_NORM, RMS_NORM
 from ._numerics import MethodImpl, Normalized, Numerics
 from ._precision import Num, Precision, precision
+from ._qk_norm import QK_NORM
 from ._sequence_batch_norm import SEQUENCE_BATCH_NORM
 from ._standardize import STANDARDIZE
 from ._sync_batch_norm import SYNC_BATCH_NORM
@@ -91,6 +92,7 @@ METHODS: dict[str, MethodImpl] = {
     "standardize": STANDARDIZE,
     "global_response_norm": GLOBAL_RESPONSE_NORM,
     "min_max_scale": MIN_MAX_SCALE,
+    "qk_norm": QK_NORM,
     "gradnorm": GRADNORM,
     "gradient_normalization": GRADIENT_NORMALIZATION,
     "weight_norm": WEIGHT_NORM,

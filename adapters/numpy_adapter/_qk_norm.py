@@ -225,8 +225,10 @@ class QkNorm:
         dq, dqw = call.q.vjp(call.bhtd(ds @ kb))
         dk, dkw = call.k.vjp(call.bhtd(_t(ds) @ qb))
         out = {"x": dq, "k": dk}
-        if dqw is not None and dkw is not None:
-            out["q_weight"], out["k_weight"] = dqw, dkw
+        if dqw is not None:
+            out["q_weight"] = dqw
+        if dkw is not None:
+            out["k_weight"] = dkw
         if call.gain is not None:
             out["gain"] = call.c * np.sum(g * (qb @ _t(kb)))
         return out
@@ -258,8 +260,10 @@ class QkNorm:
         sk, skw = call.k.second(call.bhtd(f * (_t(g) @ qb)), tk_in, tkw)
         lk, lkw = call.k.vjp(call.bhtd(tf * (_t(g) @ qb) + f * (_t(g) @ tq)))
         out = {"x": sq + lq, "k": sk + lk}
-        if sqw is not None and lqw is not None and skw is not None and lkw is not None:
-            out["q_weight"], out["k_weight"] = sqw + lqw, skw + lkw
+        if sqw is not None and lqw is not None:
+            out["q_weight"] = sqw + lqw
+        if skw is not None and lkw is not None:
+            out["k_weight"] = skw + lkw
         if call.gain is not None:
             out["gain"] = call.c * np.sum(g * (tq @ _t(kb) + qb @ _t(tk)))
         return out

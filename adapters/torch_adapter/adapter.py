@@ -33,7 +33,7 @@ METHODS: tuple[str, ...] = ("batch_norm", "layer_norm", "rms_norm", "instance_no
                             "adaptive_layer_norm",
                             "gradient_normalization",
                             "global_response_norm", "min_max_scale", "gradnorm",
-                            "weight_norm", "weight_standardization")
+                            "weight_norm", "weight_standardization", "qk_norm")
 """Methods this adapter translates (all of :data:`normspec.reference.METHODS`)."""
 
 _API: dict[str, str] = {
@@ -86,6 +86,9 @@ _API: dict[str, str] = {
                               "torch.autograd.Function, identity forward, F.normalize "
                               "of the gradient backward; see "
                               "adapters/torch_adapter/gradient_normalization.py",
+    "qk_norm": "composed (PyTorch has no QK-norm operator): F.normalize (l2) or F.rms_norm "
+               "(rms) on q and k, then torch.matmul times the scale; see "
+               "adapters/torch_adapter/qk_norm.py",
     "min_max_scale": "composed (PyTorch has no fitted scaler): torch.amin and "
                      "torch.amax (fit) or the given extremes (apply), torch.clamp "
                      "under clip; see adapters/torch_adapter/min_max_scale.py",
@@ -101,7 +104,7 @@ _API: dict[str, str] = {
                               "torch.sqrt(var + eps), as Big Transfer's StdConv2d; see "
                               "adapters/torch_adapter/weight_standardization.py",
 }
-_COMPOSED = frozenset({"scale_norm",
+_COMPOSED = frozenset({"qk_norm", "scale_norm",
                        "adaptive_instance_norm", "fix_norm", "conditional_instance_norm",
                        "ghost_batch_norm", "batch_renorm", "mixed_eval_batch_norm",
                        "batch_instance_norm", "sequence_batch_norm", "standardize",

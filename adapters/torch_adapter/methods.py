@@ -44,6 +44,7 @@ from . import gradnorm as _gradnorm_mtl
 from . import l2_scale as _l2
 from . import min_max_scale as _minmax
 from . import mixed_eval_batch_norm as _mixed
+from . import qk_norm as _qk
 from . import sequence_batch_norm as _seq
 from . import standardize as _standardize
 from . import weight_norm as _wn
@@ -346,6 +347,7 @@ TRANSLATIONS: dict[str, Translation] = {
                                         _grn.global_response_norm),
     "min_max_scale": Translation(("x",), (), _minmax.API, _minmax.min_max_scale,
                                  ("data_min", "data_max")),
+    "qk_norm": Translation(("x", "k", "q_weight", "k_weight", "gain"), (), _qk.API, _qk.qk_norm),
     "gradnorm": Translation(("x", "initial_losses"), (), _gradnorm_mtl.API,
                             _gradnorm_mtl.gradnorm, ("weights",)),
     "gradient_normalization": Translation(("x",), (), _gradnorm.API,

@@ -61,6 +61,9 @@ from . import (
     mixed_mixture_of_variances,
     nan_on_constant,
     one_pass_variance,
+    qk_scale_twice,
+    qk_shared_weight,
+    qk_wrong_axis,
     renorm_grad_through_r_d,
     renorm_updated_statistics,
     rms_bias_before_scale,
@@ -167,6 +170,10 @@ _MODULES = (
     gn_forward_normalized,
     # rms_norm's bias: added after the scale
     rms_bias_before_scale,
+    # qk_norm: the normalized axis, the logit scale, separate q and k weights
+    qk_wrong_axis,
+    qk_scale_twice,
+    qk_shared_weight,
     # the L2 methods (fix_norm, scale_norm, unit_norm): the scalar's gradient, the axis
     l2_scale_detached,
     l2_last_axis,
@@ -257,6 +264,9 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "mutant-minmax-no-clip": ("min_max_scale",),
     "mutant-minmax-first-tie": ("min_max_scale",),
     "mutant-rms-bias-before-scale": ("rms_norm",),
+    "mutant-qk-wrong-axis": ("qk_norm",),
+    "mutant-qk-scale-twice": ("qk_norm",),
+    "mutant-qk-shared-weight": ("qk_norm",),
     "mutant-gn-last-axis-only": ("gradient_normalization",),
     "mutant-gn-eps-added": ("gradient_normalization",),
     "mutant-gn-unnormalized": ("gradient_normalization",),

@@ -89,7 +89,7 @@ ERRATA: dict[str, tuple[str, str]] = {
 
 HALF = ("float16", "bfloat16")
 MOMENT_NORMS = ("layer_norm", "group_norm", "instance_norm", "batch_norm", "rms_norm",
-                "ghost_batch_norm", "batch_renorm", "adaptive_layer_norm")
+                "ghost_batch_norm", "batch_renorm", "adaptive_layer_norm", "qk_norm")
 MESSAGE_RULES: tuple[tuple[str, str], ...] = (
     ("eps must be positive during training", "T1"),
     ("more than 1 value per channel", "T2"),
@@ -176,7 +176,9 @@ def cubes_rstd(method: str, check: str) -> bool:
     """
     if method not in MOMENT_NORMS:
         return False
-    return check in ("jvp", "second_order") or (method == "rms_norm" and check == "vjp")
+    # qk_norm's rms variant runs F.rms_norm on q and k
+    return check in ("jvp", "second_order") or (method in ("rms_norm", "qk_norm")
+                                                 and check == "vjp")
 
 
 class Evidence:
