@@ -98,7 +98,7 @@ def reduced_axes(spec: CaseSpec) -> tuple[int, ...]:
         if spec.hyper.get("training") is not True:
             return ()
         return tuple(sorted({int(a) % nd for a in str(spec.hyper["axis"]).split(",")}))
-    if method in ("layer_norm", "rms_norm"):
+    if method in ("layer_norm", "rms_norm", "power_norm"):
         return tuple(range(_axis(spec, "axis"), nd))
     if method == "qk_norm":  # a head's Dh values, or a token's H and Dh (OLMo-2)
         h = 1 if spec.hyper["layout"] == "bhtd" else 2
@@ -469,7 +469,7 @@ def _rounded(values: FloatArray, dtype: str) -> FloatArray:
 def _broadcast_param(s: Sample, p: FloatArray) -> FloatArray:
     """A weight/bias in the shape of ``x``, laid out as the method broadcasts it."""
     shape = s.spec.shape
-    if s.spec.method in ("layer_norm", "rms_norm"):
+    if s.spec.method in ("layer_norm", "rms_norm", "power_norm"):
         return np.broadcast_to(p, shape)
     view = [1] * len(shape)
     if s.spec.method == "conditional_instance_norm":  # each sample's row of the (S, C) table
@@ -599,6 +599,28 @@ def _eps_near_var(s: Sample) -> bool:
 
 
 # --- the tables ------------------------------------------------------------------------------
+
+def _power_sets(s: Sample) -> FloatArray:
+    """power_norm's input as (sets, n): one row per reduction set."""
+    x = s.vector.inputs["x"]
+    a = _axis(s.spec, "axis")
+    return np.asarray(x).reshape(math.prod(x.shape[:a]), -1)
+
+
+def _power_zero_inside(s: Sample) -> bool:
+    rows = _power_sets(s)
+    zero = rows == 0
+    return bool(np.any(zero.any(axis=1) & ~zero.all(axis=1)))
+
+
+def _power_zero_set(s: Sample) -> bool:
+    return bool(np.any((_power_sets(s) == 0).all(axis=1)))
+
+
+def _power_one_nonzero(s: Sample) -> bool:
+    rows = _power_sets(s)
+    return rows.shape[1] > 1 and bool(np.any((rows != 0).sum(axis=1) == 1))
+
 
 _DIST_ROWS: tuple[Row, ...] = (
     Row("normal input", "standard normal x", dist("normal")),
@@ -1128,6 +1150,26 @@ COVERAGE: Mapping[str, tuple[Row, ...]] = {
         Row("bias over several axes", "the bias gradient sums over every leading axis",
             both(primals("weight", "bias"), lambda s: len(s.spec.shape) >= 3)),
         *_EPS_ROWS, *_DIST_ROWS,
+    ),
+    "power_norm": (
+        Row("p < 1", "the power mean of a quasi-norm: small values dominate",
+            hyper("p", lambda p: p < 1), minimum=2),
+        Row("p = 1", "the mean absolute value; sign(0) = 0", hyper("p", lambda p: p == 1)),
+        Row("1 < p < 2", "phi'' unbounded at 0: the convention phi''(0) = 0",
+            hyper("p", lambda p: 1 < p < 2), minimum=2),
+        Row("p = 2", "rms_norm exactly", hyper("p", lambda p: p == 2)),
+        Row("p > 2", "large values dominate", hyper("p", lambda p: p > 2), minimum=2),
+        Row("zeros inside a set", "phi'(0) = 0 (and phi''(0) = 0): the derivative convention",
+            _power_zero_inside, minimum=2),
+        Row("all-zero set", "mean_power = 0: y = bias (eps > 0) or NaN (eps = 0)",
+            _power_zero_set, minimum=2, signal=False),
+        Row("one nonzero in a set", "y = sign(x) n^(1/p) there with eps = 0",
+            _power_one_nonzero),
+        _SEVERAL_AXES, Row("1-d input", "the whole input is one set",
+                           lambda s: len(s.spec.shape) == 1),
+        *_SIZE_ROWS, *_AFFINE_ROWS, *_EPS_ROWS,
+        *(r for r in _DIST_ROWS if r.name not in ("mean offset >= 1e4 std", "constant input",
+                                                  "Inf input")),
     ),
     "adaptive_instance_norm": (
         Row("unbiased estimator", "var/(n-1) on both inputs, the paper's code",

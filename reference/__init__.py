@@ -26,6 +26,7 @@ METHODS: tuple[str, ...] = (
     "batch_norm",
     "layer_norm",
     "rms_norm",
+    "power_norm",
     "instance_norm",
     "group_norm",
     "lp_norm",

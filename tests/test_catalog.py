@@ -165,7 +165,7 @@ def reduction_size(case: CaseSpec) -> int | None:
         if case.hyper.get("training") is not True:
             return None
         return math.prod(shape[int(a) % len(shape)] for a in str(case.hyper["axis"]).split(","))
-    if method in ("layer_norm", "rms_norm"):
+    if method in ("layer_norm", "rms_norm", "power_norm"):
         return math.prod(shape[_axis(case, "axis"):])
     if method in ("adaptive_layer_norm", "scale_norm"):  # over the last axis
         return shape[-1]

@@ -60,6 +60,10 @@ CASES = (
     Case("layer_norm", "axis=-1-plain", (4, 7), {"axis": -1, "eps": 1e-3}),
     Case("rms_norm", "axis=-1-weight", (3, 5), {"axis": -1, "eps": 1e-6}, ("weight",)),
     Case("rms_norm", "axis=1-plain", (2, 3, 4), {"axis": 1, "eps": 1e-5}),
+    Case("rms_norm", "axis=-1-bias", (2, 3, 4), {"axis": -1, "eps": 1e-6}, ("weight", "bias")),
+    Case("power_norm", "p=3-axis=1-affine", (2, 3, 4), {"p": 3.0, "axis": 1, "eps": 1e-6},
+         ("weight", "bias")),
+    Case("power_norm", "p=0.5-axis=-1", (3, 5), {"p": 0.5, "axis": -1, "eps": 1e-6}),
     Case("instance_norm", "nchw-affine", (2, 3, 5), {"eps": 1e-5}, ("weight", "bias")),
     Case("instance_norm", "channels-last", (2, 4, 3, 2), {"eps": 1e-5, "channel_axis": -1},
          ("weight",)),
@@ -184,7 +188,7 @@ def _param_shape(case: Case) -> tuple[int, ...]:
         return tuple(d if i == 0 else 1 for i, d in enumerate(case.shape))
     if case.method in ("fix_norm", "scale_norm"):  # one scalar g
         return ()
-    if case.method in ("layer_norm", "rms_norm"):
+    if case.method in ("layer_norm", "rms_norm", "power_norm"):
         return case.shape[case.hyper["axis"] % len(case.shape):]
     return (case.shape[case.hyper.get("channel_axis", 1) % len(case.shape)],)
 
@@ -245,6 +249,7 @@ def test_every_method_and_dtype_is_supported_on_cpu(method: str, dtype: str) -> 
     assert support.supported, support.reason
     jnp_only = method in ("lp_norm", "local_response_norm", "mixed_eval_batch_norm")
     jnp_only = jnp_only or method == "global_response_norm"
+    jnp_only = jnp_only or method == "power_norm"
     jnp_only = jnp_only or method == "weight_standardization"
     jnp_only = jnp_only or method == "gradnorm"
     jnp_only = jnp_only or method == "gradient_normalization"

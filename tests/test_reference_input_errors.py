@@ -18,6 +18,7 @@ CALLS: dict[str, tuple[tuple[int, ...], dict[str, Any]]] = {
     "batch_norm": ((4, 3), {"training": True, "eps": 1e-5}),
     "layer_norm": ((2, 3), {"axis": -1, "eps": 1e-5}),
     "rms_norm": ((2, 3), {"axis": -1, "eps": 1e-5}),
+    "power_norm": ((2, 3), {"p": 3.0, "axis": -1, "eps": 1e-5}),
     "instance_norm": ((2, 3, 4), {"eps": 1e-5}),
     "group_norm": ((2, 4, 3), {"groups": 2, "eps": 1e-5}),
     "lp_norm": ((2, 3), {"p": 2, "axis": -1, "eps": 1e-12}),

@@ -21,6 +21,7 @@ def _hyper(method: str) -> dict[str, object]:
         "batch_norm": {"training": True, "eps": 1e-5},
         "layer_norm": {"eps": 1e-5},
         "rms_norm": {"eps": 1e-5},
+        "power_norm": {"p": 3.0, "eps": 1e-5},
         "instance_norm": {"eps": 1e-5},
         "group_norm": {"eps": 1e-5},
         "lp_norm": {"p": 2.0, "eps": 1e-12},

@@ -32,7 +32,7 @@ COMPOSED = ("adaptive_instance_norm", "fix_norm", "scale_norm", "conditional_ins
             "ghost_batch_norm", "batch_renorm", "sync_batch_norm", "sequence_batch_norm",
             "mixed_eval_batch_norm", "batch_instance_norm",
             "standardize",
-            "adaptive_layer_norm",
+            "adaptive_layer_norm", "power_norm",
             "gradient_normalization",
             "global_response_norm", "min_max_scale", "qk_norm", "gradnorm",
             "weight_standardization")

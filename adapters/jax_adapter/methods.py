@@ -56,6 +56,7 @@ from . import gradnorm as _gradnorm_mtl
 from . import l2_scale as _l2
 from . import min_max_scale as _minmax
 from . import mixed_eval_batch_norm as _mixed
+from . import power_norm as _power
 from . import qk_norm as _qk
 from . import sequence_batch_norm as _seq
 from . import standardize as _standardize
@@ -362,6 +363,8 @@ TRANSLATIONS: Mapping[str, Translation] = {
                               layer_norm),
     "rms_norm": Translation("native", "flax.linen.RMSNorm (+ bias added after it: composed)",
                             ("x", "weight", "bias"), rms_norm, composed_when=_rms_norm_composed),
+    "power_norm": Translation("composed", _power.API, ("x", "weight", "bias"),
+                              _power.power_norm),
     "instance_norm": Translation("native", "flax.linen.InstanceNorm", ("x", "weight", "bias"),
                                  instance_norm),
     "group_norm": Translation("native", "flax.linen.GroupNorm (channels moved last)",

@@ -61,6 +61,7 @@ from ._min_max_scale import MIN_MAX_SCALE
 from ._mixed_eval import MIXED_EVAL_BATCH_NORM
 from ._moments import GROUP_NORM, INSTANCE_NORM, LAYER_NORM, RMS_NORM
 from ._numerics import MethodImpl, Normalized, Numerics
+from ._power_norm import POWER_NORM
 from ._precision import Num, Precision, precision
 from ._qk_norm import QK_NORM
 from ._sequence_batch_norm import SEQUENCE_BATCH_NORM
@@ -73,6 +74,7 @@ METHODS: dict[str, MethodImpl] = {
     "batch_norm": BATCH_NORM,
     "layer_norm": LAYER_NORM,
     "rms_norm": RMS_NORM,
+    "power_norm": POWER_NORM,
     "instance_norm": INSTANCE_NORM,
     "group_norm": GROUP_NORM,
     "lp_norm": LP_NORM,

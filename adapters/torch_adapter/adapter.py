@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 
     from .methods import Translation
 
-METHODS: tuple[str, ...] = ("batch_norm", "layer_norm", "rms_norm", "instance_norm",
+METHODS: tuple[str, ...] = ("batch_norm", "layer_norm", "rms_norm", "power_norm",
+                            "instance_norm",
                             "group_norm", "lp_norm", "local_response_norm", "ghost_batch_norm",
                             "fix_norm", "scale_norm", "unit_norm",
                             "batch_renorm", "mixed_eval_batch_norm", "batch_instance_norm",
@@ -41,6 +42,10 @@ _API: dict[str, str] = {
                   "torch.nn.functional.batch_norm (otherwise)",
     "layer_norm": "torch.nn.functional.layer_norm; mean and rstd from torch.native_layer_norm",
     "rms_norm": "torch.nn.functional.rms_norm with eps passed explicitly",
+    "power_norm": "composed (PyTorch has no power normalization): |x / s|^p with a double "
+                  "torch.where (derivative 0 at x = 0), torch.mean, pow(-1/p), s = 2^e near "
+                  "amax(|x|) detached; F.rms_norm (+ bias) for p = 2; float32 for 16-bit "
+                  "inputs; see adapters/torch_adapter/power_norm.py",
     "instance_norm": "torch.nn.functional.instance_norm (input statistics)",
     "group_norm": "torch.nn.functional.group_norm; mean and rstd from torch.native_group_norm",
     "lp_norm": "torch.nn.functional.normalize",
@@ -107,6 +112,7 @@ _API: dict[str, str] = {
 _COMPOSED = frozenset({"qk_norm", "scale_norm",
                        "adaptive_instance_norm", "fix_norm", "conditional_instance_norm",
                        "ghost_batch_norm", "batch_renorm", "mixed_eval_batch_norm",
+                       "power_norm",
                        "batch_instance_norm", "sequence_batch_norm", "standardize",
                        "adaptive_layer_norm",
                        "gradient_normalization",

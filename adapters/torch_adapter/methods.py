@@ -44,6 +44,7 @@ from . import gradnorm as _gradnorm_mtl
 from . import l2_scale as _l2
 from . import min_max_scale as _minmax
 from . import mixed_eval_batch_norm as _mixed
+from . import power_norm as _power
 from . import qk_norm as _qk
 from . import sequence_batch_norm as _seq
 from . import standardize as _standardize
@@ -314,6 +315,7 @@ TRANSLATIONS: dict[str, Translation] = {
                               layer_norm),
     "rms_norm": Translation(("x", "weight", "bias"), (), "torch.nn.functional.rms_norm",
                             rms_norm),
+    "power_norm": Translation(("x", "weight", "bias"), (), _power.API, _power.power_norm),
     "instance_norm": Translation(("x", "weight", "bias"), (),
                                  "torch.nn.functional.instance_norm", instance_norm),
     "group_norm": Translation(("x", "weight", "bias"), (), "torch.nn.functional.group_norm",

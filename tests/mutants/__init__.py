@@ -61,6 +61,10 @@ from . import (
     mixed_mixture_of_variances,
     nan_on_constant,
     one_pass_variance,
+    power_eps_outside_root,
+    power_nan_at_zero,
+    power_stats_constant,
+    power_sum_not_mean,
     qk_scale_twice,
     qk_shared_weight,
     qk_wrong_axis,
@@ -170,6 +174,11 @@ _MODULES = (
     gn_forward_normalized,
     # rms_norm's bias: added after the scale
     rms_bias_before_scale,
+    # power_norm: the statistic, where eps enters, |x|^p at zero, the divisor's derivative
+    power_sum_not_mean,
+    power_eps_outside_root,
+    power_nan_at_zero,
+    power_stats_constant,
     # qk_norm: the normalized axis, the logit scale, separate q and k weights
     qk_wrong_axis,
     qk_scale_twice,
@@ -264,6 +273,10 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "mutant-minmax-no-clip": ("min_max_scale",),
     "mutant-minmax-first-tie": ("min_max_scale",),
     "mutant-rms-bias-before-scale": ("rms_norm",),
+    "mutant-power-sum-not-mean": ("power_norm",),
+    "mutant-power-eps-outside-root": ("power_norm",),
+    "mutant-power-nan-at-zero": ("power_norm",),
+    "mutant-power-stats-constant": ("power_norm",),
     "mutant-qk-wrong-axis": ("qk_norm",),
     "mutant-qk-scale-twice": ("qk_norm",),
     "mutant-qk-shared-weight": ("qk_norm",),
