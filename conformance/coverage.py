@@ -109,6 +109,8 @@ def reduced_axes(spec: CaseSpec) -> tuple[int, ...]:
         return (_axis(spec, "axis"),)
     if method == "weight_standardization":  # every axis but the output channel
         return tuple(i for i in range(nd) if i != int(spec.hyper["kept_axis"]) % nd)
+    if method == "spectral_norm":  # sigma of the whole weight
+        return tuple(range(nd))
     if method == "weight_norm":  # every axis but the kept one (all for "none")
         k = spec.hyper["kept_axis"]
         return tuple(i for i in range(nd) if k == "none" or i != int(k) % nd)
@@ -679,6 +681,54 @@ def _scaler_constant(zero_variance: str) -> Predicate:
 def _step_is(label: str) -> Predicate:
     """A call of a trajectory: ``eval`` (apply after a fit) or ``step2`` (a second fit)."""
     return lambda s: s.step == label
+
+
+def _sn_singular_ratio(s: Sample) -> float:
+    """spectral_norm: sigma_2 / sigma_1 of the (rounded) weight's matrix view (0 for rank 1)."""
+    x = s.vector.inputs.get("x")
+    if x is None or not np.isfinite(x).all() or not np.any(x):
+        return 0.0
+    dim = _axis(s.spec, "dim", 0)
+    values = np.linalg.svd(np.moveaxis(x, dim, 0).reshape(x.shape[dim], -1),
+                           compute_uv=False)
+    return float(values[1] / values[0]) if values.size > 1 else 0.0
+
+
+def _sn_power(s: Sample) -> bool:
+    return s.spec.hyper.get("mode") == "power_iteration"
+
+
+_SPECTRAL_ROWS: tuple[Row, ...] = (
+    Row("exact mode", "sigma from the SVD, the singular pair's motion in the second order",
+        hyper("mode", lambda m: m == "exact"), minimum=2),
+    Row("power iteration, training", "u, v iterated from the state and returned",
+        both(_sn_power, training), minimum=2),
+    Row("v_first order", "v = N(M^T u), then u = N(M v): the paper, the PyTorch hook, Flax",
+        both(_sn_power, training, hyper("update_order", lambda o: o == "v_first")), minimum=2),
+    Row("u_first order", "u = N(M v), then v = N(M^T u): the PyTorch parametrization",
+        both(_sn_power, training, hyper("update_order", lambda o: o == "u_first")), minimum=2),
+    Row("several iterations", "n_power_iterations > 1 in one call",
+        both(training, hyper("n_power_iterations", lambda n: n > 1)), minimum=2),
+    Row("evaluation", "no iteration: sigma = u^T M v from the given state",
+        both(_sn_power, hyper("training", lambda t: t is False)), minimum=2),
+    Row("state carried", "a training step after the first, from the implementation's own u, v",
+        _step_is("step2"), minimum=2),
+    Row("evaluation after training", "a trajectory's evaluation with the carried state",
+        both(_sn_power, _step_is("eval")), minimum=2),
+    Row("transposed convolution", "dim = 1: (I, O, kh, kw) viewed as (O, I kh kw)",
+        hyper("dim", lambda d: d == 1), minimum=2),
+    Row("convolution weight", "a 4-d weight flattened behind its dim axis",
+        lambda s: len(s.spec.shape) == 4, minimum=2),
+    Row("rank 1", "sigma_2 = 0: repeated zero singular values", lambda s: bool(
+        np.any(s.vector.inputs.get("x", 0.0))) and _sn_singular_ratio(s) < 1e-6, minimum=2),
+    Row("close top singular values", "sigma_2 / sigma_1 > 0.9: the gradient carries 1/gap",
+        lambda s: 0.9 < _sn_singular_ratio(s) < 1.0 - 1e-6),
+    Row("repeated top singular value", "forward only: sigma not differentiable",
+        lambda s: _sn_singular_ratio(s) > 1.0 - 1e-6),
+    Row("eps branch", "||M^T u|| below eps: N divides by eps", hyper("eps", lambda e: e >= 0.1)),
+    *_SIZE_ROWS, *(r for r in _DIST_ROWS if r.name not in ("mean offset >= 1e4 std",
+                                                           "mixed scales in one set")),
+)
 
 
 _STANDARDIZE_ROWS: tuple[Row, ...] = (
@@ -1298,6 +1348,7 @@ COVERAGE: Mapping[str, tuple[Row, ...]] = {
         *_SIZE_ROWS, *_EPS_ROWS, *_DIST_ROWS,
     ),
     "min_max_scale": _MIN_MAX_ROWS,
+    "spectral_norm": _SPECTRAL_ROWS,
     "qk_norm": _QK_ROWS,
     "gradient_normalization": (
         Row("several normalized axes", "one norm spans two or more axes of size > 1",

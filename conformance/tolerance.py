@@ -340,6 +340,45 @@ def _weight_norm_term_magnitude(case: CaseLike, check: str, quantity: str) -> fl
     return 0.0
 
 
+def _finite_norm(a: Array | None) -> float:
+    """The 2-norm of the finite values of ``a`` (0 for a missing array)."""
+    return 0.0 if a is None else float(np.linalg.norm(np.where(np.isfinite(a), a, 0.0)))
+
+
+def _spectral_term_magnitude(case: CaseLike, check: str) -> float:
+    """spectral_norm's derivatives are sums of terms g / sigma, <g, W> / sigma^2 P, ... that
+    cancel (P = u v^T, |P| <= |u| |v|); in exact mode P moves with W and its error carries the
+    gap factor c = sigma_1^2 / (sigma_1^2 - sigma_2^2), once per order (the singular pair's
+    perturbation divides by sigma_1^2 - sigma_j^2). Norms are Frobenius norms."""
+    fwd = _forward(case)
+    x = case.inputs["x"]
+    sigma = float(fwd["sigma"]) if "sigma" in fwd else 0.0
+    if not (math.isfinite(sigma) and sigma > 0.0 and np.isfinite(x).all()):
+        return 0.0
+    dim = int(case.hyper.get("dim", 0)) % x.ndim
+    m = np.moveaxis(x, dim, 0).reshape(x.shape[dim], -1)
+    cond = 1.0
+    if case.hyper.get("mode") == "exact":
+        s = np.linalg.svd(m / np.max(np.abs(m)), compute_uv=False)
+        second = float(s[1] / s[0]) if s.size > 1 else 0.0
+        cond = 1.0 / (1.0 - second * second) if second < 1.0 else math.inf
+        nu = nv = 1.0
+    else:
+        u, v = fwd.get("u", case.inputs.get("u")), fwd.get("v", case.inputs.get("v"))
+        nu = float(np.linalg.norm(u)) if u is not None else 1.0
+        nv = float(np.linalg.norm(v)) if v is not None else 1.0
+    g, t = case.cotangent, case.tangent.get("x")
+    gn, tn, wn = _finite_norm(g), _finite_norm(t), _finite_norm(x)
+    p = nu * nv
+    if check == "vjp":
+        return cond * (_finite_max(g) + gn * wn * p / sigma) / sigma
+    if check == "jvp":
+        return cond * (_finite_max(t) + _finite_max(x) * tn * p / sigma) / sigma
+    if check == "second_order":
+        return cond * cond * gn * tn * p * (2.0 + wn * p / sigma) / (sigma * sigma)
+    return 0.0
+
+
 def _lrn_term_magnitude(case: CaseLike, check: str) -> float:
     """local_response_norm's first derivatives are g p - (2 alpha/n) beta x A^T(g x q): with
     p = scale^(-beta) and (alpha/n) x^2 <= scale, each term is at most |g| p (1 + 2 |beta|)."""
@@ -510,6 +549,8 @@ def scale(case: CaseLike, check: str, quantity: str, expected: Array,
         r = max(r, _l2_scale_term_magnitude(case, check, quantity))
     elif case.method == "weight_norm":
         r = max(r, _weight_norm_term_magnitude(case, check, quantity))
+    elif case.method == "spectral_norm":
+        r = max(r, _spectral_term_magnitude(case, check))
     elif case.method == "gradnorm" and quantity.endswith("grad_norm_loss"):
         # L_grad = sum |G_i - c_i| cancels where the weighted norms near their targets: each
         # difference rounds relative to its terms, so R is their sum

@@ -46,6 +46,7 @@ METHODS: tuple[str, ...] = (
     "conditional_instance_norm",
     "standardize",
     "min_max_scale",
+    "spectral_norm",
     "qk_norm",
     "gradnorm",
     "gradient_normalization",

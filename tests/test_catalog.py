@@ -173,6 +173,8 @@ def reduction_size(case: CaseSpec) -> int | None:
         return shape[_axis(case, "axis")]
     if method == "weight_standardization":  # every axis but the output channel
         return math.prod(shape) // shape[_axis(case, "kept_axis")]
+    if method == "spectral_norm":  # sigma of the whole weight
+        return math.prod(shape)
     if method == "weight_norm":  # every axis but the kept one (all for "none")
         k = case.hyper["kept_axis"]
         return math.prod(shape) // (1 if k == "none" else shape[int(k) % len(shape)])

@@ -50,6 +50,7 @@ CALLS: dict[str, tuple[tuple[int, ...], dict[str, Any]]] = {
                                          "channel_axis": -1, "eps": 1e-6}),
     "min_max_scale": ((4, 3), {"training": True, "axis": [0], "range_min": 0.0,
                                "range_max": 1.0, "clip": False}),
+    "spectral_norm": ((4, 3), {"dim": 0, "mode": "exact", "training": True}),
     # qk_norm: queries x and keys k (B, H, T, Dh); Tk = Tq = Dh keeps the logits x-shaped
     "qk_norm": ((1, 2, 2, 2), {"k": np.ones((1, 2, 2, 2)), "variant": "rms", "layout": "bhtd",
                                "norm_axes": "head", "logit_scale": 0.5, "eps": 1e-6}),

@@ -59,6 +59,7 @@ from . import mixed_eval_batch_norm as _mixed
 from . import power_norm as _power
 from . import qk_norm as _qk
 from . import sequence_batch_norm as _seq
+from . import spectral_norm as _spectral
 from . import standardize as _standardize
 from . import weight_norm as _wn
 from . import weight_standardization as _ws
@@ -407,6 +408,8 @@ TRANSLATIONS: Mapping[str, Translation] = {
     "min_max_scale": Translation("composed", _minmax.API, ("x",),
                                  _minmax.min_max_scale,
                                  state=("data_min", "data_max")),
+    "spectral_norm": Translation("composed", _spectral.API, ("x",), _spectral.spectral_norm,
+                                 state=("u", "v")),
     "qk_norm": Translation("composed", _qk.API, ("x", "k", "q_weight", "k_weight", "gain"),
                            _qk.qk_norm),
     "gradnorm": Translation("composed", _gradnorm_mtl.API, ("x", "initial_losses"),

@@ -65,6 +65,7 @@ from ._power_norm import POWER_NORM
 from ._precision import Num, Precision, precision
 from ._qk_norm import QK_NORM
 from ._sequence_batch_norm import SEQUENCE_BATCH_NORM
+from ._spectral_norm import SPECTRAL_NORM
 from ._standardize import STANDARDIZE
 from ._sync_batch_norm import SYNC_BATCH_NORM
 from ._weight_norm import WEIGHT_NORM
@@ -94,6 +95,7 @@ METHODS: dict[str, MethodImpl] = {
     "standardize": STANDARDIZE,
     "global_response_norm": GLOBAL_RESPONSE_NORM,
     "min_max_scale": MIN_MAX_SCALE,
+    "spectral_norm": SPECTRAL_NORM,
     "qk_norm": QK_NORM,
     "gradnorm": GRADNORM,
     "gradient_normalization": GRADIENT_NORMALIZATION,

@@ -31,7 +31,7 @@ METHODS: tuple[str, ...] = ("batch_norm", "layer_norm", "rms_norm", "power_norm"
                             "batch_renorm", "mixed_eval_batch_norm", "batch_instance_norm",
                             "adaptive_instance_norm", "conditional_instance_norm",
                             "sync_batch_norm", "sequence_batch_norm", "standardize",
-                            "adaptive_layer_norm",
+                            "adaptive_layer_norm", "spectral_norm",
                             "gradient_normalization",
                             "global_response_norm", "min_max_scale", "gradnorm",
                             "weight_norm", "weight_standardization", "qk_norm")
@@ -94,6 +94,10 @@ _API: dict[str, str] = {
     "qk_norm": "composed (PyTorch has no QK-norm operator): F.normalize (l2) or F.rms_norm "
                "(rms) on q and k, then torch.matmul times the scale; see "
                "adapters/torch_adapter/qk_norm.py",
+    "spectral_norm": "torch.nn.utils.spectral_norm (the hook, update_order v_first) and "
+                     "torch.nn.utils.parametrizations.spectral_norm (u_first, evaluation), "
+                     "their buffers set to the given u, v; exact mode composed; see "
+                     "adapters/torch_adapter/spectral_norm.py",
     "min_max_scale": "composed (PyTorch has no fitted scaler): torch.amin and "
                      "torch.amax (fit) or the given extremes (apply), torch.clamp "
                      "under clip; see adapters/torch_adapter/min_max_scale.py",
@@ -264,6 +268,9 @@ class TorchAdapter(TorchBench):
         base = self.support(method, dtype, device)
         if base.supported and method in _DISTRIBUTED:
             return DISTRIBUTED.case_support(method, inputs, hyper, dtype=dtype, device=device)
+        if base.supported and method == "spectral_norm" and hyper.get("mode") == "exact":
+            return Support(True, "composed", "PyTorch has no exact spectral normalization: "
+                           "torch.linalg.matrix_norm(M, ord=2), in float32 for 16-bit weights")
         if base.supported and method == "weight_norm":  # eps > 0: composed
             from . import weight_norm as _wn
 
@@ -310,7 +317,8 @@ class TorchAdapter(TorchBench):
                                     tangent=tangent)["y"]
         call = self._prepare(method, inputs, hyper, dtype, device)
         fn = autodiff.bind(call.translation, call.live, call.constants, call.hyper)
-        return _to_numpy(autodiff.jvp(fn, call.primal_values(), self._tangents(call, tangent)))
+        jvp = autodiff.jvp if call.translation.forward_ad else autodiff.jvp_reverse
+        return _to_numpy(jvp(fn, call.primal_values(), self._tangents(call, tangent)))
 
     def second_order(self, method: str, inputs: Mapping[str, Array | None],
                      hyper: Mapping[str, Any], cotangent: Array, tangent: Mapping[str, Array],
@@ -323,8 +331,10 @@ class TorchAdapter(TorchBench):
                                     device=device, cotangent=cotangent, tangent=tangent)
         call = self._prepare(method, inputs, hyper, dtype, device)
         fn = autodiff.bind(call.translation, call.live, call.constants, call.hyper)
-        out = autodiff.second_order(fn, call.primal_values(), call.tensor("cotangent", cotangent),
-                                    self._tangents(call, tangent))
+        second = (autodiff.second_order if call.translation.forward_ad
+                  else autodiff.second_order_reverse)
+        out = second(fn, call.primal_values(), call.tensor("cotangent", cotangent),
+                     self._tangents(call, tangent))
         return {n: _to_numpy(g) for n, g in zip(call.live, out, strict=True)}
 
     # --- helpers ---

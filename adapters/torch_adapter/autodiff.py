@@ -87,3 +87,33 @@ def second_order(fn: Fn, primals: Sequence[Tensor], cotangent: Tensor,
         out = torch.func.jvp(pulled, tuple(p.detach() for p in primals),
                              tuple(t.detach() for t in tangents))[1]
     return [o.detach() for o in out]
+
+
+def jvp_reverse(fn: Fn, primals: Sequence[Tensor], tangents: Sequence[Tensor]) -> Tensor:
+    """The JVP in reverse mode, for a translation without forward AD: ``J t`` is the gradient,
+    with respect to a dummy cotangent ``w``, of ``<J^T w, t>`` (``J^T w`` is linear in ``w``)."""
+    with torch.enable_grad():
+        leaves = [p.detach().requires_grad_(True) for p in primals]
+        y = fn(*leaves)
+        dummy = torch.zeros_like(y, requires_grad=True)
+        grads = torch.autograd.grad(y, leaves, grad_outputs=dummy, create_graph=True,
+                                    allow_unused=True, materialize_grads=True)
+        inner = sum((g * t.detach()).sum() for g, t in zip(grads, tangents, strict=True))
+        assert isinstance(inner, Tensor)
+        (out,) = torch.autograd.grad(inner, dummy, allow_unused=True, materialize_grads=True)
+    return out.detach()
+
+
+def second_order_reverse(fn: Fn, primals: Sequence[Tensor], cotangent: Tensor,
+                         tangents: Sequence[Tensor]) -> list[Tensor]:
+    """The second order by double backward: the gradient of ``<vjp(primals), t>``, i.e.
+    ``H t`` with ``H`` the (symmetric) Hessian of ``sum(cotangent * y)``."""
+    with torch.enable_grad():
+        leaves = [p.detach().requires_grad_(True) for p in primals]
+        y = fn(*leaves)
+        grads = torch.autograd.grad(y, leaves, grad_outputs=cotangent.detach(),
+                                    create_graph=True, allow_unused=True, materialize_grads=True)
+        inner = sum((g * t.detach()).sum() for g, t in zip(grads, tangents, strict=True))
+        assert isinstance(inner, Tensor)
+        out = torch.autograd.grad(inner, leaves, allow_unused=True, materialize_grads=True)
+    return [o.detach() for o in out]

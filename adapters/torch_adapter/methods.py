@@ -47,6 +47,7 @@ from . import mixed_eval_batch_norm as _mixed
 from . import power_norm as _power
 from . import qk_norm as _qk
 from . import sequence_batch_norm as _seq
+from . import spectral_norm as _spectral
 from . import standardize as _standardize
 from . import weight_norm as _wn
 from . import weight_standardization as _ws
@@ -71,6 +72,9 @@ class Translation:
     run: Callable[[Tensors, Mapping[str, Any], bool], Result]
     constants: tuple[str, ...] = ()
     """Integer and boolean inputs (a padding mask): tensors of their own dtype, never rounded."""
+    forward_ad: bool = True
+    """False: PyTorch's API has no forward-mode AD (spectral_norm's in-place ``out=``
+    normalization), so the JVP and second order use reverse mode (double backward)."""
 
 
 def _x(t: Tensors) -> Tensor:
@@ -349,6 +353,8 @@ TRANSLATIONS: dict[str, Translation] = {
                                         _grn.global_response_norm),
     "min_max_scale": Translation(("x",), (), _minmax.API, _minmax.min_max_scale,
                                  ("data_min", "data_max")),
+    "spectral_norm": Translation(("x",), ("u", "v"), _spectral.API, _spectral.spectral_norm,
+                                 forward_ad=False),
     "qk_norm": Translation(("x", "k", "q_weight", "k_weight", "gain"), (), _qk.API, _qk.qk_norm),
     "gradnorm": Translation(("x", "initial_losses"), (), _gradnorm_mtl.API,
                             _gradnorm_mtl.gradnorm, ("weights",)),

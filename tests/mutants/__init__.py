@@ -82,6 +82,10 @@ from . import (
     sequence_padded_counted,
     sequence_padded_gradient,
     sequence_unmasked_count,
+    sn_eval_iterates,
+    sn_frobenius,
+    sn_grad_through_iteration,
+    sn_order_swapped,
     sync_local_count,
     sync_local_mean,
     unbiased_normalization,
@@ -172,6 +176,12 @@ _MODULES = (
     gn_eps_added,
     gn_unnormalized,
     gn_forward_normalized,
+    # spectral_norm: the iteration's order, evaluation without iteration, u and v constant for
+    # the derivatives, sigma_1 rather than the Frobenius norm
+    sn_order_swapped,
+    sn_eval_iterates,
+    sn_grad_through_iteration,
+    sn_frobenius,
     # rms_norm's bias: added after the scale
     rms_bias_before_scale,
     # power_norm: the statistic, where eps enters, |x|^p at zero, the divisor's derivative
@@ -272,6 +282,10 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "mutant-minmax-zero-range-nan": ("min_max_scale",),
     "mutant-minmax-no-clip": ("min_max_scale",),
     "mutant-minmax-first-tie": ("min_max_scale",),
+    "mutant-sn-order-swapped": ("spectral_norm",),
+    "mutant-sn-eval-iterates": ("spectral_norm",),
+    "mutant-sn-grad-through-iteration": ("spectral_norm",),
+    "mutant-sn-frobenius": ("spectral_norm",),
     "mutant-rms-bias-before-scale": ("rms_norm",),
     "mutant-power-sum-not-mean": ("power_norm",),
     "mutant-power-eps-outside-root": ("power_norm",),
