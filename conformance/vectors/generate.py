@@ -493,7 +493,11 @@ def sizes(manifest: Mapping[str, Any]) -> dict[str, int]:
             for m, entry in manifest["methods"].items()}
 
 
-SIZE_BUDGET = 30_000_000
+# The vectors ship inside the package. 30 MB served the first seven methods; the 30 methods of
+# the seed material at about 1.1 MB each, with their catalogs trimmed, need 40 MB, which keeps the
+# wheel far below PyPI's 100 MB default file limit. A catalog that grows past it is trimmed, not
+# the budget raised again without a reason.
+SIZE_BUDGET = 40_000_000
 """Committed vectors (files and manifest) stay within 30 MB (issue 2)."""
 
 
