@@ -516,7 +516,8 @@ def _gn_norms(s: Sample) -> FloatArray:
     axes = _gn_axes(s.spec)
     g = np.asarray(s.vector.cotangent, dtype=np.float64)
     with np.errstate(all="ignore"):
-        return np.sqrt(np.sum(g * g, axis=axes))
+        norms: FloatArray = np.sqrt(np.sum(g * g, axis=axes))
+    return norms
 
 
 def _gn_cotangent(kind: str) -> Predicate:

@@ -462,13 +462,14 @@ def _qk_term_magnitude(case: CaseLike, check: str, quantity: str) -> float:
         dq, dk = inv_q * tq, inv_k * tk                        # |qhat'|, |khat'| per unit
         d = qb.shape[-1]
         if check == "jvp":
-            return c * (g * d * (dq * _finite_max(kb) + dk * _finite_max(qb))
-                        + tg * _finite_max(qb) * _finite_max(kb) * d)
+            return float(c * (g * d * (dq * _finite_max(kb) + dk * _finite_max(qb))
+                              + tg * _finite_max(qb) * _finite_max(kb) * d))
         if quantity == "gain":
             y = clean(fwd.get("y"))
             if check == "vjp":
                 return float(np.sum(big_g * y)) / g if g else 0.0
-            return c * float(np.sum(big_g)) * d * (dq * _finite_max(kb) + dk * _finite_max(qb))
+            return float(c * float(np.sum(big_g)) * d * (dq * _finite_max(kb)
+                                                          + dk * _finite_max(qb)))
         spread = dq + dk + (tg / g if g else 0.0)
         if quantity == "x":
             return to_q * inv_q * (1.0 if check == "vjp" else spread)

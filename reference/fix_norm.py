@@ -24,6 +24,7 @@ constant (no gradient); see the spec page.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -119,7 +120,7 @@ def second_order(x: object, weight: object, *, cotangent: object, tangent: Mappi
     unit = _lp.forward(x, p=P, axis=axis, eps=eps)["y"]
     g = cotangent_like(cotangent, unit.shape)
     tx, tw = _tangents(x, w, tangent)
-    hyper = {"p": P, "axis": axis, "eps": eps}
+    hyper: dict[str, Any] = {"p": P, "axis": axis, "eps": eps}
     with np.errstate(all="ignore"):
         first = _lp.vjp(x, cotangent=g, **hyper)["x"]
         second = _lp.second_order(x, cotangent=g, tangent={"x": tx}, **hyper)["x"]

@@ -42,6 +42,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 
 import numpy as np
 
@@ -205,7 +206,7 @@ def _norm_jvp(call: _Call, a: FloatArray, w: FloatArray | None, ta: FloatArray,
         return lp_norm.jvp(a, tangent={"x": ta}, p=2, axis=-1, eps=call.eps)
     t = {"x": ta} if w is None else {"x": ta, "weight": tw}
     if call.hidden:
-        t = {n: _to_tokens(call, v) if n == "x" else v for n, v in t.items()}
+        t = {n: _to_tokens(call, v) if n == "x" and v is not None else v for n, v in t.items()}
         return _to_tokens(call, rms_norm.jvp(_to_tokens(call, a), w, tangent=t, axis=2,
                                              eps=call.eps))
     return rms_norm.jvp(a, w, tangent=t, axis=-1, eps=call.eps)
@@ -218,7 +219,7 @@ def _norm_second(call: _Call, a: FloatArray, w: FloatArray | None, cot: FloatArr
                                     eps=call.eps)["x"], None
     t = {"x": ta} if w is None else {"x": ta, "weight": tw}
     if call.hidden:
-        t = {n: _to_tokens(call, v) if n == "x" else v for n, v in t.items()}
+        t = {n: _to_tokens(call, v) if n == "x" and v is not None else v for n, v in t.items()}
         r = rms_norm.second_order(_to_tokens(call, a), w, cotangent=_to_tokens(call, cot),
                                   tangent=t, axis=2, eps=call.eps)
         return _to_tokens(call, r["x"]), r.get("weight")
@@ -263,7 +264,7 @@ def _logits(call: _Call, f: _Fwd, factors: tuple[float, ...]) -> FloatArray:
     IEEE float arithmetic where a value is not finite."""
     prod = math.prod(factors)
     fallback = _logits_plain(f.qb, f.kb, prod)
-    values = [call.q, call.k, f.rq, f.rk, *(np.asarray(v) for v in factors)]
+    values: list[Any] = [call.q, call.k, f.rq, f.rk, *(np.asarray(v) for v in factors)]
     if call.qw is not None:
         values += [call.qw, call.kw]
     if not all(np.isfinite(np.asarray(v)).all() for v in values if v is not None) or \

@@ -34,7 +34,8 @@ class GradNormSteps:
 
     def gradnorm_divisor(self, norm: Num, eps: Any) -> Num:
         """``max(norm, eps)``: the floor, not ``norm + eps``."""
-        return np.maximum(norm, eps)
+        out: Num = np.maximum(norm, eps)
+        return out
 
     def gradnorm_backward(self, g: Num, divisor: Num) -> Num:
         """The gradient that leaves: ``g`` over its divisor."""

@@ -89,10 +89,12 @@ class _Call:
     p: Any
 
     def jac(self, t: Num) -> Num:
-        return self.r * t - self.z * reduce_mean(self.u * t, self.geom.axes)
+        out: Num = self.r * t - self.z * reduce_mean(self.u * t, self.geom.axes)
+        return out
 
     def jac_t(self, g: Num) -> Num:
-        return self.r * g - self.u * reduce_mean(self.z * g, self.geom.axes)
+        out: Num = self.r * g - self.u * reduce_mean(self.z * g, self.geom.axes)
+        return out
 
 
 def _prepare(nx: Numerics, prec: Precision, x: Num, hyper: Mapping[str, Any]) -> _Call:

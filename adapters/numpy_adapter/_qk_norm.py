@@ -91,7 +91,7 @@ class _Norm:
             assert self.clamped is not None
             return np.where(self.clamped, t * self.inv, unclamped)
         tz = self.inv * (t - self.z * reduce_mean(self.z * t, self.axes))
-        out = tz if self.w is None else tz * self.w
+        out: Num = tz if self.w is None else tz * self.w
         return out if tw is None else out + self.z * tw
 
     def second(self, g: Num, t: Num, tw: Num | None) -> tuple[Num, Num | None]:

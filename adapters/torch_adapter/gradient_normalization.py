@@ -50,11 +50,11 @@ def axes_of(hyper: Mapping[str, Any], ndim: int) -> tuple[int, ...]:
     return tuple(sorted(axes))
 
 
-class GradientNormalization(torch.autograd.Function):
+class GradientNormalization(torch.autograd.Function):  # type: ignore[misc, unused-ignore]
     """Identity forward; the gradient normalized to unit L2 norm over ``axes`` backward."""
 
     @staticmethod
-    def forward(x: Tensor, axes: tuple[int, ...], eps: float) -> Tensor:  # type: ignore[override]
+    def forward(x: Tensor, axes: tuple[int, ...], eps: float) -> Tensor:  # type: ignore[override, unused-ignore]
         return x.clone()
 
     @staticmethod
@@ -62,8 +62,8 @@ class GradientNormalization(torch.autograd.Function):
         _, ctx.axes, ctx.eps = inputs
 
     @staticmethod
-    @once_differentiable
-    def backward(ctx: Any, g: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
+    @once_differentiable  # type: ignore[untyped-decorator, unused-ignore]
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override, unused-ignore]
         wide = g.float() if g.dtype in _HALF else g
         out = F.normalize(wide, p=2.0, dim=ctx.axes, eps=ctx.eps)
         return out.to(g.dtype), None, None

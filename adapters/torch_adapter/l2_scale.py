@@ -57,7 +57,7 @@ SCALE_NORM_API = ("composed (PyTorch has no ScaleNorm layer): M ScaleNorm module
 """What the report shows for scale_norm."""
 
 
-class ScaleNormModule(nn.Module):
+class ScaleNormModule(nn.Module):  # type: ignore[misc, unused-ignore]
     """One ScaleNorm module of a model; ``g`` is the model's shared parameter, not a copy."""
 
     def __init__(self, g: nn.Parameter, eps: float) -> None:

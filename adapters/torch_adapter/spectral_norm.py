@@ -49,7 +49,7 @@ API = ("torch.nn.utils.spectral_norm (the hook; update_order v_first) or "
 Tensors = Mapping[str, Tensor | None]
 
 
-class _Weight(nn.Module):
+class _Weight(nn.Module):  # type: ignore[misc, unused-ignore]
     """A module holding one parameter named ``weight``; calling it returns ``self.weight``
     (the spectrally normalized one once an API is applied)."""
 

@@ -67,7 +67,7 @@ def _dim(kept_axis: object, ndim: int) -> int | None:
     return kept_axis % ndim
 
 
-class _Weight(nn.Module):
+class _Weight(nn.Module):  # type: ignore[misc, unused-ignore]
     """A module holding only the weight; its forward returns the (reparametrized) weight."""
 
     def __init__(self, like: Tensor) -> None:
@@ -94,12 +94,12 @@ def _module(api: str, x: Tensor, dim: int | None) -> nn.Module:
         if api == "parametrization":
             # dim=None is documented (the whole tensor); the stubs say int
             module = nn.utils.parametrizations.weight_norm(base, "weight",
-                                                           dim=dim)  # type: ignore[arg-type]
+                                                           dim=dim)  # type: ignore[arg-type, unused-ignore]
         else:
             with warnings.catch_warnings():
                 # the API under test is the deprecated one on purpose
                 warnings.simplefilter("ignore", FutureWarning)
-                module = nn.utils.weight_norm(base, "weight", dim=dim)  # type: ignore[arg-type]
+                module = nn.utils.weight_norm(base, "weight", dim=dim)  # type: ignore[arg-type, unused-ignore]
         _MODULES[key] = module
     return module
 
@@ -117,13 +117,13 @@ def prepare(shape: tuple[int, ...], hyper: Mapping[str, Any], dtype: torch.dtype
 
 def _parametrization(x: Tensor, g: Tensor, dim: int | None) -> Tensor:
     module = _module("parametrization", x, dim)
-    return functional_call(module, {"parametrizations.weight.original0": g,  # type: ignore[no-any-return]
+    return functional_call(module, {"parametrizations.weight.original0": g,  # type: ignore[no-any-return, unused-ignore]
                                     "parametrizations.weight.original1": x}, ())
 
 
 def _hook(x: Tensor, g: Tensor, dim: int | None) -> Tensor:
     module = _module("hook", x, dim)
-    return functional_call(module, {"weight_g": g, "weight_v": x}, ())  # type: ignore[no-any-return]
+    return functional_call(module, {"weight_g": g, "weight_v": x}, ())  # type: ignore[no-any-return, unused-ignore]
 
 
 def _composed(x: Tensor, g: Tensor, kept_axis: object, eps: float) -> Tensor:
