@@ -177,3 +177,24 @@ def test_t10_normalize_zero_vector_float16_derivatives_are_nan(check: str) -> No
     # Control: float32 gives 1/eps = 1e12 (which rounds to inf in float16, an accepted overflow).
     assert torch.allclose(run(x.float()), torch.full((1, 3), 1e12))
     assert torch.isnan(run(x)).all()
+
+
+@pytest.mark.parametrize("dim", [0, 1])
+def test_t21_weight_norm_double_backward_is_wrong_where_the_composite_is_right(dim: int) -> None:
+    gen = torch.Generator().manual_seed(21)
+    v = torch.randn(3, 5, dtype=torch.float64, generator=gen, requires_grad=True)
+    shape = (3, 1) if dim == 0 else (1, 5)
+    g = torch.randn(*shape, dtype=torch.float64, generator=gen, requires_grad=True)
+
+    def fused(a: Tensor, b: Tensor) -> Tensor:
+        out: Tensor = torch._weight_norm(a, b, dim)
+        return out
+
+    def plain(a: Tensor, b: Tensor) -> Tensor:
+        out: Tensor = b * a / a.norm(dim=1 - dim, keepdim=True)
+        return out
+
+    assert torch.allclose(fused(v, g), plain(v, g))  # the forward agrees
+    assert torch.autograd.gradcheck(fused, (v, g))  # and so does the first derivative
+    assert not torch.autograd.gradgradcheck(fused, (v, g), raise_exception=False)
+    assert torch.autograd.gradgradcheck(plain, (v, g))

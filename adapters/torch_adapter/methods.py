@@ -360,7 +360,9 @@ TRANSLATIONS: dict[str, Translation] = {
                             _gradnorm_mtl.gradnorm, ("weights",)),
     "gradient_normalization": Translation(("x",), (), _gradnorm.API,
                                           _gradnorm.gradient_normalization),
-    "weight_norm": Translation(("x", "g"), (), _wn.API, _wn.weight_norm),
+    # torch._weight_norm has no forward-AD formula (errata T17): derivatives by double backward,
+    # the route of a user's create_graph=True (errata T21 says what it gives)
+    "weight_norm": Translation(("x", "g"), (), _wn.API, _wn.weight_norm, forward_ad=False),
     "weight_standardization": Translation(("x",), (), _ws.API,
                                           _ws.weight_standardization),
 }

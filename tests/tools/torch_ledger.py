@@ -84,6 +84,13 @@ ERRATA: dict[str, tuple[str, str]] = {
             f"{E} (T17); measured on torch 2.13.0 CPU: torch.func.jvp of "
             "torch._weight_norm(v, g, 0) raises NotImplementedError for "
             "_weight_norm_interface"),
+    "T21": ("the double backward of torch._weight_norm (dim 0 or ndim-1: "
+            "_weight_norm_interface) gives wrong second derivatives (gradgradcheck fails; "
+            "g * v / v.norm() passes); in float16 it also squares v in float16 (over 65504 "
+            "for |v| > 256); forward and VJP pass",
+            f"{E} (T21); measured on torch 2.13.0 CPU: "
+            "torch.autograd.gradgradcheck(lambda a, b: torch._weight_norm(a, b, 0), (v, g)) "
+            "is False"),
 }
 """Erratum id -> (ledger reason, evidence), in the order the ledger lists them."""
 
