@@ -11,9 +11,9 @@ The eps rule is lp_norm's: the norm is floored at ``eps`` (not ``eps`` added); a
 and the gradient ``weight * g / eps``; with ``eps = 0`` it gives ``0 / 0 = NaN``.
 
 ``weight`` is one scalar for the whole tensor: its gradient is the sum over every vector,
-``sum(g * x / max(norm, eps))``. The original FixNorm fixes the output word embeddings to the
-radius ``r``: that is this map applied to the embedding matrix with ``weight = r`` held
-constant (no gradient); see the spec page.
+``sum(g * x / max(norm, eps))``. The original FixNorm fixes the norms of both the context
+(hidden) vectors and the output word embeddings to a radius ``r``: each is this map with
+``weight = r`` held constant (no gradient); see the spec page.
 
 >>> import numpy as np
 >>> out = forward(np.array([[3.0, 4.0], [0.0, 0.0]]), np.float64(2.0), axis=-1, eps=1e-12)

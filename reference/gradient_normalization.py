@@ -57,9 +57,10 @@ NOT_APPLICABLE: dict[str, str] = {
            "identity, whose JVP (the tangent itself) is not what the method specifies, and "
            "the normalized gradient is not the transpose of any tangent map",
     "second_order": "the VJP g / max(||g||, eps) is a nonlinear function of the cotangent g, "
-                    "not the derivative of the forward, so the derivative of the VJP along a "
-                    "tangent of x is no Hessian-vector product (and it is zero: the VJP does "
-                    "not depend on x)",
+                    "not the derivative of the forward, so its derivative along a tangent of x "
+                    "is no Hessian-vector product; and the frameworks' second-order machinery "
+                    "cannot take it (a once_differentiable backward refuses double backward, "
+                    "jax.jvp of a custom_vjp function raises)",
 }
 """Checks this method has no quantity for (see the module docstring); the runner reports them
 as not applicable with these reasons."""
