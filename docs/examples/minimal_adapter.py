@@ -28,8 +28,8 @@ from normspec.adapters import Support
 Array = np.ndarray
 
 
-def my_rms_norm(x: Any, weight: Any, eps: float, axis: int) -> Any:
-    """The kernel under test: y = x / sqrt(mean(x^2 over axes axis..) + eps) * weight.
+def my_rms_norm(x: Any, weight: Any, bias: Any, eps: float, axis: int) -> Any:
+    """The kernel under test: y = x / sqrt(mean(x^2 over axes axis..) + eps) * weight + bias.
 
     Like most fused kernels it accumulates in float32 for 16-bit inputs. It also rescales each
     row by ``s = max(max|x|, sqrt(eps))`` first, ``y = z / sqrt(mean(z^2) + eps / s^2)`` with
@@ -48,7 +48,8 @@ def my_rms_norm(x: Any, weight: Any, eps: float, axis: int) -> Any:
     z = acc / s
     # eps / s / s, not eps / s^2: s^2 may underflow to 0 (0 / 0 when eps = 0).
     y = (z * torch.rsqrt(z.square().mean(dim=dims, keepdim=True) + eps / s / s)).to(x.dtype)
-    return y * weight if weight is not None else y
+    y = y * weight if weight is not None else y
+    return y + bias if bias is not None else y
 
 
 class MinimalAdapter:
@@ -93,14 +94,14 @@ class MinimalAdapter:
     def _function(self, inputs: Mapping[str, Array | None], hyper: Mapping[str, Any],
                   dtype: str, device: str) -> tuple[Any, tuple[str, ...], tuple[Any, ...]]:
         """The kernel as a function of the primals that are present, and those primals."""
-        names = tuple(n for n in ("x", "weight") if inputs.get(n) is not None)
+        names = tuple(n for n in ("x", "weight", "bias") if inputs.get(n) is not None)
         primals = tuple(self._tensor(inputs[n], dtype, device) for n in names)
         # The spec's canonical hyperparameters, translated explicitly: eps and axis as given.
         eps, axis = float(hyper["eps"]), int(hyper["axis"])
 
         def f(*p: Any) -> Any:
             named = dict(zip(names, p, strict=False))
-            return my_rms_norm(named["x"], named.get("weight"), eps, axis)
+            return my_rms_norm(named["x"], named.get("weight"), named.get("bias"), eps, axis)
 
         return f, names, primals
 
