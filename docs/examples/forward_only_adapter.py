@@ -42,10 +42,11 @@ STORAGE: dict[str, np.dtype[Any]] = {
 """The array type the kernel reads and writes for each dtype under test."""
 
 
-def rms_norm_kernel(x: npt.NDArray[Any], weight: npt.NDArray[Any] | None, eps: float,
+def rms_norm_kernel(x: npt.NDArray[Any], weight: npt.NDArray[Any] | None,
+                    bias: npt.NDArray[Any] | None, eps: float,
                     axis: int) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
-    """The kernel under test: ``(y, rrms)``, y = x * rrms * weight, rrms = 1 / sqrt(mean(x^2)
-    + eps) over the axes ``axis..ndim-1``.
+    """The kernel under test: ``(y, rrms)``, y = x * rrms * weight + bias, rrms = 1 /
+    sqrt(mean(x^2) + eps) over the axes ``axis..ndim-1``.
 
     ``y`` comes back in the dtype of ``x``, rounded once. ``rrms`` stays in the compute type,
     as a fused kernel saves it for its backward pass.
@@ -64,6 +65,8 @@ def rms_norm_kernel(x: npt.NDArray[Any], weight: npt.NDArray[Any] | None, eps: f
         y = xc * rrms
         if weight is not None:
             y = y * weight.astype(compute)
+        if bias is not None:
+            y = y + bias.astype(compute)
     return y.astype(x.dtype), rrms
 
 
@@ -99,9 +102,10 @@ class ForwardOnlyAdapter:
     def forward(self, method: str, inputs: Mapping[str, Array | None], hyper: Mapping[str, Any],
                 *, dtype: str, device: str) -> dict[str, Array]:
         x = _load(inputs["x"], dtype)
-        weight = inputs.get("weight")
+        weight, bias = inputs.get("weight"), inputs.get("bias")
         axis = int(hyper["axis"])
         y, rrms = rms_norm_kernel(x, None if weight is None else _load(weight, dtype),
+                                  None if bias is None else _load(bias, dtype),
                                   float(hyper["eps"]), axis)
         # rrms goes back in the compute type (float32 for 16-bit inputs), not rounded to the
         # dtype under test; the reference reports it with shape x.shape[:axis].
