@@ -51,6 +51,25 @@ def conformance(session: nox.Session) -> None:
     )
 
 
+@nox.session(name="conformance-ci")
+def conformance_ci(session: nox.Session) -> None:
+    """CI's conformance leg, sized to its time budget: numpy, torch and both ONNX adapters over
+    every vector in every dtype, and JAX's forward checks in float32.
+
+    JAX compiles one XLA program per case, dtype and check (about 0.6 s of CPU each), so its
+    whole matrix takes over an hour cold on two cores; that is the main job's (`conformance`).
+    """
+    _install(session, "torch", "jax", "onnx")
+    common = ("--device", "cpu", "--workers", "2", *session.posargs)
+    session.run("normspec", "run", "--adapter", "numpy", "--adapter", "torch",
+                "--adapter", "onnxruntime", "--adapter", "onnx-reference", *common,
+                "--json", f"{REPORTS}/ci-frameworks.json",
+                "--junit", f"{REPORTS}/ci-frameworks.xml")
+    session.run("normspec", "run", "--adapter", "jax", "--dtype", "float32",
+                "--check", "forward", *common,
+                "--json", f"{REPORTS}/ci-jax.json", "--junit", f"{REPORTS}/ci-jax.xml")
+
+
 @nox.session(name="conformance-torch")
 def conformance_torch(session: nox.Session) -> None:
     """Conformance of the torch adapter alone (pass --device cuda on a GPU machine)."""
