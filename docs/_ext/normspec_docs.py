@@ -288,7 +288,8 @@ def _family(mod: Any) -> str:
     import numpy as np
     from normspec.reference._layout import reduction_sets
 
-    if not hasattr(mod, "layout"):
+    # a method whose inputs are not an (N, C, H, W) activation (qk_norm's queries and keys)
+    if not hasattr(mod, "layout") or not hasattr(mod, "NCHW_EXAMPLE"):
         return "–"
     if hasattr(mod, "window"):
         return "local (channel window)"
