@@ -177,8 +177,12 @@ def _build(job: Job, key: tuple[Any, ...], store: str, *, load: bool = True
         except Exception:  # an entry the runtime rejects is a miss
             pass
     fn: Any = compiled(job.check, job.method, job.dtype, job.hyper)  # a jax.jit wrapper
-    executable: Any = fn.lower(*job.args).compile()  # a jax.stages.Compiled
-    if path is not None:
+    lowered: Any = fn.lower(*job.args)
+    executable: Any = lowered.compile()  # a jax.stages.Compiled
+    # A program with a custom call (LAPACK's SVD in spectral_norm's exact mode) is never stored:
+    # XLA:CPU's deserialized executable segfaults when it runs one in another process (jaxlib
+    # 0.10.2; tests/test_jax_cache.py shows it), and a crash would cost the whole worker.
+    if path is not None and "custom_call" not in lowered.as_text():
         with contextlib.suppress(Exception):  # e.g. a backend that cannot serialize: no store
             _cache.write(path, serialize_executable.serialize(executable))
     return executable, False
